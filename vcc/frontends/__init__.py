@@ -1,0 +1,1 @@
+"""Front ends: ONNX import and export, torch export, and the model zoo."""
