@@ -1,0 +1,353 @@
+"""Graph IR -> TVM Relax.
+
+One lowering per IR op in the `LOWERINGS` table, each turning a node into high-level Relax
+ops (nn.conv2d, image.resize2d, ...). Weights are bound as constants so that layout changes
+of the CPU schedules fold at compile time. The function is "main", inputs in the IR's order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from vcc.compiler.ir import Graph, Node
+from vcc.errors import VccError
+
+R = relax.op
+Lowering = Callable[["LowerContext", Node], "relax.Expr | list[relax.Expr]"]
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowering(*ops: str) -> Callable[[Lowering], Lowering]:
+    def deco(fn: Lowering) -> Lowering:
+        for op in ops:
+            LOWERINGS[op] = fn
+        return fn
+
+    return deco
+
+
+class LowerContext:
+    def __init__(self, graph: Graph, bb: relax.BlockBuilder):
+        self.graph = graph
+        self.bb = bb
+        self.env: dict[str, relax.Expr] = {}
+
+    def arg(self, name: str) -> relax.Expr:
+        if name not in self.env:
+            if name in self.graph.constants:
+                self.env[name] = relax.const(np.ascontiguousarray(self.graph.constants[name]))
+            else:
+                raise KeyError(name)
+        return self.env[name]
+
+    def args(self, node: Node) -> list[relax.Expr]:
+        return [self.arg(i) for i in node.inputs if i]
+
+    def fconst(self, value: float, dtype: str = "float32") -> relax.Expr:
+        return relax.const(np.asarray(value, dtype=dtype))
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.graph.shape(name)
+
+
+def _pairs(pads: list[int]) -> list[int]:
+    """ONNX [b1..bN, e1..eN] -> Relax [b1, e1, ..., bN, eN]."""
+    n = len(pads) // 2
+    return [p for k in range(n) for p in (pads[k], pads[n + k])]
+
+
+# --- convolution ---------------------------------------------------------------------------------
+
+@lowering("Conv")
+def _conv(cx: LowerContext, n: Node):
+    a = n.attrs
+    x, w = cx.arg(n.inputs[0]), cx.arg(n.inputs[1])
+    y = R.nn.conv2d(x, w, strides=a["strides"], padding=a["pads"], dilation=a["dilations"],
+                    groups=a["group"], data_layout="NCHW", kernel_layout="OIHW")
+    if len(n.inputs) > 2 and n.inputs[2]:
+        b = cx.graph.constants.get(n.inputs[2])
+        bias = relax.const(b.reshape(1, -1, 1, 1)) if b is not None \
+            else R.reshape(cx.arg(n.inputs[2]), (1, -1, 1, 1))
+        y = cx.bb.emit(y)
+        y = R.add(y, bias)
+    return y
+
+
+@lowering("ConvTranspose")
+def _conv_transpose(cx: LowerContext, n: Node):
+    a = n.attrs
+    x, w = cx.arg(n.inputs[0]), cx.arg(n.inputs[1])
+    y = R.nn.conv2d_transpose(x, w, strides=a["strides"], padding=a["pads"],
+                              output_padding=a["output_padding"], dilation=a["dilations"],
+                              groups=a["group"], data_layout="NCHW", kernel_layout="IOHW")
+    if len(n.inputs) > 2 and n.inputs[2]:
+        b = cx.graph.constants[n.inputs[2]]
+        y = cx.bb.emit(y)
+        y = R.add(y, relax.const(b.reshape(1, -1, 1, 1)))
+    return y
+
+
+@lowering("BatchNormalization")
+def _batchnorm(cx: LowerContext, n: Node):
+    g = cx.graph
+    gamma, beta, mean, var = (g.constants[i].astype(np.float64) for i in n.inputs[1:5])
+    scale = gamma / np.sqrt(var + n.attrs["epsilon"])
+    shift = beta - mean * scale
+    rank = len(cx.shape(n.inputs[0]))
+    cshape = (-1,) + (1,) * (rank - 2)
+    y = cx.bb.emit(R.multiply(cx.arg(n.inputs[0]), relax.const(scale.astype(np.float32).reshape(cshape))))
+    return R.add(y, relax.const(shift.astype(np.float32).reshape(cshape)))
+
+
+# --- elementwise -----------------------------------------------------------------------------------
+
+_UNARY = {"Relu": R.nn.relu, "Sigmoid": R.sigmoid, "Tanh": R.tanh, "Exp": R.exp, "Abs": R.abs,
+          "Neg": R.negative, "Sqrt": R.sqrt, "Erf": R.erf, "Floor": R.floor, "Ceil": R.ceil,
+          "Log": R.log, "Softplus": R.nn.softplus}
+_BINARY = {"Add": R.add, "Sub": R.subtract, "Mul": R.multiply, "Div": R.divide,
+           "Max": R.maximum, "Min": R.minimum, "Pow": R.power}
+
+
+@lowering(*_UNARY)
+def _unary(cx, n):
+    return _UNARY[n.op](cx.arg(n.inputs[0]))
+
+
+@lowering(*_BINARY)
+def _binary(cx, n):
+    return _BINARY[n.op](cx.arg(n.inputs[0]), cx.arg(n.inputs[1]))
+
+
+@lowering("Reciprocal")
+def _reciprocal(cx, n):
+    return R.divide(cx.fconst(1.0), cx.arg(n.inputs[0]))
+
+
+@lowering("Identity", "Dropout")
+def _identity(cx, n):
+    return cx.arg(n.inputs[0])
+
+
+@lowering("Clip")
+def _clip(cx, n):
+    x = cx.arg(n.inputs[0])
+    lo, hi = n.attrs["min"], n.attrs["max"]
+    if np.isfinite(lo) and np.isfinite(hi):
+        return R.clip(x, relax.PrimValue(float(lo)), relax.PrimValue(float(hi)))
+    if np.isfinite(lo):
+        x = cx.bb.emit(R.maximum(x, cx.fconst(lo)))
+    if np.isfinite(hi):
+        x = R.minimum(x, cx.fconst(hi))
+    return x
+
+
+@lowering("LeakyRelu")
+def _leaky(cx, n):
+    return R.nn.leakyrelu(cx.arg(n.inputs[0]), float(n.attrs["alpha"]))
+
+
+@lowering("PRelu")
+def _prelu(cx, n):
+    x, slope = cx.arg(n.inputs[0]), cx.arg(n.inputs[1])
+    neg = cx.bb.emit(R.multiply(R.minimum(x, cx.fconst(0.0)), slope))
+    return R.add(R.nn.relu(x), neg)
+
+
+@lowering("Elu")
+def _elu(cx, n):
+    x = cx.arg(n.inputs[0])
+    neg = cx.bb.emit(R.multiply(cx.fconst(n.attrs["alpha"]),
+                                R.subtract(R.exp(R.minimum(x, cx.fconst(0.0))), cx.fconst(1.0))))
+    return R.add(R.nn.relu(x), neg)
+
+
+def _hard_sigmoid(cx, x, alpha: float, beta: float):
+    lin = cx.bb.emit(R.add(R.multiply(x, cx.fconst(alpha)), cx.fconst(beta)))
+    return R.clip(lin, relax.PrimValue(0.0), relax.PrimValue(1.0))
+
+
+@lowering("HardSigmoid")
+def _hardsigmoid(cx, n):
+    return _hard_sigmoid(cx, cx.arg(n.inputs[0]), n.attrs["alpha"], n.attrs["beta"])
+
+
+@lowering("HardSwish")
+def _hardswish(cx, n):
+    x = cx.arg(n.inputs[0])
+    return R.multiply(x, cx.bb.emit(_hard_sigmoid(cx, x, 1.0 / 6.0, 0.5)))
+
+
+@lowering("Cast")
+def _cast(cx, n):
+    return R.astype(cx.arg(n.inputs[0]), n.attrs["to"])
+
+
+# --- data movement ---------------------------------------------------------------------------------
+
+@lowering("Reshape")
+def _reshape(cx, n):
+    return R.reshape(cx.arg(n.inputs[0]), tuple(n.attrs["shape"]))
+
+
+@lowering("Expand")
+def _expand(cx, n):
+    return R.broadcast_to(cx.arg(n.inputs[0]), tuple(n.attrs["shape"]))
+
+
+@lowering("Transpose")
+def _transpose(cx, n):
+    return R.permute_dims(cx.arg(n.inputs[0]), n.attrs["perm"])
+
+
+@lowering("Concat")
+def _concat(cx, n):
+    return R.concat(cx.args(n), axis=n.attrs["axis"])
+
+
+@lowering("Split")
+def _split(cx, n):
+    sizes = n.attrs["split"]
+    indices = list(np.cumsum(sizes)[:-1].tolist())
+    tup = cx.bb.emit(R.split(cx.arg(n.inputs[0]), indices, axis=n.attrs["axis"]))
+    return [relax.TupleGetItem(tup, k) for k in range(len(sizes))]
+
+
+@lowering("Slice")
+def _slice(cx, n):
+    a = n.attrs
+    x = cx.arg(n.inputs[0])
+    if all(s > 0 for s in a["steps"]):
+        return R.strided_slice(x, axes=a["axes"], begin=a["starts"], end=a["ends"], strides=a["steps"],
+                               assume_inbound=True)
+    for s, e, ax, st in zip(a["starts"], a["ends"], a["axes"], a["steps"], strict=True):
+        idx = np.arange(s, e, st, dtype=np.int64)
+        x = cx.bb.emit(R.take(x, relax.const(idx), axis=ax))
+    return x
+
+
+@lowering("Pad")
+def _pad(cx, n):
+    a = n.attrs
+    mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[a["mode"]]
+    return R.nn.pad(cx.arg(n.inputs[0]), _pairs(a["pads"]), pad_mode=mode, pad_value=float(a["value"]))
+
+
+@lowering("Gather")
+def _gather(cx, n):
+    idx = np.asarray(n.attrs["indices"], dtype=np.int64).reshape(n.attrs["indices_shape"])
+    return R.take(cx.arg(n.inputs[0]), relax.const(idx), axis=n.attrs["axis"])
+
+
+# --- pooling, reductions -------------------------------------------------------------------------
+
+@lowering("GlobalAveragePool")
+def _gap(cx, n):
+    return R.mean(cx.arg(n.inputs[0]), axis=[2, 3], keepdims=True)
+
+
+@lowering("GlobalMaxPool")
+def _gmp(cx, n):
+    return R.max(cx.arg(n.inputs[0]), axis=[2, 3], keepdims=True)
+
+
+@lowering("MaxPool")
+def _maxpool(cx, n):
+    a = n.attrs
+    return R.nn.max_pool2d(cx.arg(n.inputs[0]), pool_size=a["kernel_shape"], strides=a["strides"],
+                           padding=a["pads"], dilation=a["dilations"], ceil_mode=bool(a["ceil_mode"]))
+
+
+@lowering("AveragePool")
+def _avgpool(cx, n):
+    a = n.attrs
+    return R.nn.avg_pool2d(cx.arg(n.inputs[0]), pool_size=a["kernel_shape"], strides=a["strides"],
+                           padding=a["pads"], ceil_mode=bool(a["ceil_mode"]),
+                           count_include_pad=bool(a["count_include_pad"]))
+
+
+_REDUCE = {"ReduceMean": R.mean, "ReduceMax": R.max, "ReduceMin": R.min, "ReduceSum": R.sum}
+
+
+@lowering(*_REDUCE)
+def _reduce(cx, n):
+    if not n.attrs["axes"]:
+        return cx.arg(n.inputs[0])
+    return _REDUCE[n.op](cx.arg(n.inputs[0]), axis=n.attrs["axes"], keepdims=bool(n.attrs["keepdims"]))
+
+
+@lowering("Softmax")
+def _softmax(cx, n):
+    return R.nn.softmax(cx.arg(n.inputs[0]), axis=n.attrs["axis"])
+
+
+@lowering("LogSoftmax")
+def _log_softmax(cx, n):
+    return R.nn.log_softmax(cx.arg(n.inputs[0]), axis=n.attrs["axis"])
+
+
+@lowering("ArgMax")
+def _argmax(cx, n):
+    return R.argmax(cx.arg(n.inputs[0]), axis=n.attrs["axis"], keepdims=bool(n.attrs["keepdims"]))
+
+
+@lowering("MatMul")
+def _matmul(cx, n):
+    return R.matmul(cx.arg(n.inputs[0]), cx.arg(n.inputs[1]))
+
+
+@lowering("Resize")
+def _resize(cx, n):
+    a = n.attrs
+    method = {"nearest": "nearest_neighbor", "linear": "linear", "cubic": "cubic"}[a["mode"]]
+    return R.image.resize2d(cx.arg(n.inputs[0]), size=tuple(a["size"]), layout="NCHW", method=method,
+                            coordinate_transformation_mode=a["coordinate_transformation_mode"],
+                            rounding_method=a["nearest_mode"] if a["mode"] == "nearest" else "",
+                            cubic_alpha=a["cubic_coeff_a"], cubic_exclude=a["exclude_outside"])
+
+
+# --- driver -----------------------------------------------------------------------------------------
+
+def _hint(name: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_") or "v"
+    return s if not s[0].isdigit() else f"v{s}"
+
+
+def unsupported_ops(graph: Graph) -> dict[str, list[str]]:
+    missing: dict[str, list[str]] = {}
+    for n in graph.nodes:
+        if n.op not in LOWERINGS:
+            missing.setdefault(n.op, []).append(n.name)
+    return missing
+
+
+def lower_to_relax(graph: Graph) -> tvm.IRModule:
+    """The IR as a Relax IRModule with one function "main" (high-level ops, weights as constants)."""
+    missing = unsupported_ops(graph)
+    if missing:
+        listing = "; ".join(f"{op} ({', '.join(ns[:5])})" for op, ns in sorted(missing.items()))
+        raise VccError(f"no TVM lowering for op types: {listing}")
+    bb = relax.BlockBuilder()
+    params = [relax.Var(_hint(i), relax.TensorType(list(graph.shape(i)), graph.values[i].dtype))
+              for i in graph.inputs]
+    with bb.function("main", params):
+        with bb.dataflow():
+            cx = LowerContext(graph, bb)
+            for name, p in zip(graph.inputs, params, strict=True):
+                cx.env[name] = p
+            for node in graph.nodes:
+                try:
+                    result = LOWERINGS[node.op](cx, node)
+                except Exception as e:
+                    raise VccError(f"lowering node {node.name!r} ({node.op}) to TVM failed: {e}") from e
+                results = result if isinstance(result, list) else [result]
+                for out, expr in zip(node.outputs, results, strict=True):
+                    cx.env[out] = bb.emit(expr, name_hint=_hint(out))
+            outs = [cx.arg(o) for o in graph.outputs]
+            gv = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+        bb.emit_func_output(gv)
+    return bb.get()
