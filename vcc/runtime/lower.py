@@ -138,7 +138,7 @@ def _clip(cx, n):
     x = cx.arg(n.inputs[0])
     lo, hi = n.attrs["min"], n.attrs["max"]
     if np.isfinite(lo) and np.isfinite(hi):
-        return R.clip(x, relax.PrimValue(float(lo)), relax.PrimValue(float(hi)))
+        return R.clip(x, float(lo), float(hi))
     if np.isfinite(lo):
         x = cx.bb.emit(R.maximum(x, cx.fconst(lo)))
     if np.isfinite(hi):
@@ -168,7 +168,7 @@ def _elu(cx, n):
 
 def _hard_sigmoid(cx, x, alpha: float, beta: float):
     lin = cx.bb.emit(R.add(R.multiply(x, cx.fconst(alpha)), cx.fconst(beta)))
-    return R.clip(lin, relax.PrimValue(0.0), relax.PrimValue(1.0))
+    return R.clip(lin, 0.0, 1.0)
 
 
 @lowering("HardSigmoid")

@@ -1,0 +1,1 @@
+"""The graph IR, the build driver and the command line."""

@@ -1,0 +1,139 @@
+"""The build driver: model file -> IR -> passes -> Relax -> compiled artifact.
+
+Each stage is timed and reported through `progress`; the configuration is one frozen object.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import vcc
+from vcc.compiler.ir import Graph
+from vcc.errors import VccError
+
+SUPPORTED_DTYPES = ("fp32",)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    model: Path
+    out: Path
+    dtype: str = "fp32"
+    size: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    bgr: bool | None = None
+    mcpu: str | None = None
+    num_cores: int | None = None
+    dump_ir: Path | None = None
+    schedules: bool = True
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    graph: Graph | None = None
+
+
+class StageTimer:
+    def __init__(self, progress: Callable[[str], None]):
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        self.progress(f"[{name}] ...")
+        yield
+        dt = time.perf_counter() - t0
+        self.seconds[name] = round(dt, 3)
+        self.progress(f"[{name}] done in {dt:.2f} s")
+
+
+def _input_shape(cfg: BuildConfig) -> tuple[int, ...] | None:
+    if cfg.size is None:
+        return None
+    return (1, 3, int(cfg.size[0]), int(cfg.size[1]))
+
+
+def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) -> BuildResult:
+    from vcc.calib.preprocess import resolve_preprocess
+    from vcc.frontends.onnx_import import load_model
+    from vcc.passes import PassManager, default_fp32_pipeline
+    from vcc.runtime.artifact import LIBRARY, sha256_file, write_artifact
+    from vcc.runtime.codegen import compile_relax, cpu_target, target_description
+    from vcc.runtime.lower import lower_to_relax
+
+    if cfg.dtype not in SUPPORTED_DTYPES:
+        raise VccError(f"--dtype {cfg.dtype!r} is not supported yet (supported: {', '.join(SUPPORTED_DTYPES)})")
+    timer = StageTimer(progress)
+    with timer.stage("import"):
+        graph = load_model(cfg.model, _input_shape(cfg))
+        if len(graph.inputs) != 1:
+            raise VccError(f"{cfg.model}: vcc builds single-input models; this one has inputs {graph.inputs}")
+        in_shape = graph.shape(graph.inputs[0])
+        pre = resolve_preprocess(graph.metadata, in_shape, cfg.size, cfg.mean, cfg.std, cfg.bgr)
+        progress(f"  input {graph.inputs[0]} {list(in_shape)}, {len(graph.nodes)} nodes; "
+                 f"preprocessing from {pre.source}: size {list(pre.size)}, mean {list(pre.mean)}, "
+                 f"std {list(pre.std)}, {pre.color}")
+    with timer.stage("passes"):
+        pm = PassManager(default_fp32_pipeline(), dump_dir=cfg.dump_ir)
+        graph = pm.run(graph)
+        progress(f"  {len(graph.nodes)} nodes after {', '.join(r.name for r in pm.records)}")
+    with timer.stage("lower"):
+        mod = lower_to_relax(graph)
+        target = cpu_target(cfg.mcpu, cfg.num_cores)
+        schedule_report = None
+        if cfg.schedules:
+            mod, schedule_report = _apply_schedules(mod, target, progress)
+    with timer.stage("compile"):
+        executable = compile_relax(mod, target)
+
+    manifest = {
+        "vcc_version": vcc.__version__,
+        "dtype": cfg.dtype,
+        "source_model": {"file": Path(cfg.model).name, "sha256": sha256_file(cfg.model)},
+        "target": target_description(target),
+        "inputs": [_io(graph, i) for i in graph.inputs],
+        "outputs": [_io(graph, o) for o in graph.outputs],
+        "preprocess": pre.to_dict(),
+        "classes": _classes(graph),
+        "nodes": [{"name": n.name, "op": n.op, "precision": "fp32"} for n in graph.nodes],
+        "passes": [{"name": r.name, "seconds": round(r.seconds, 4), "nodes_after": r.nodes_after}
+                   for r in pm.records],
+        "schedules": schedule_report,
+    }
+    with timer.stage("write"):
+        out = write_artifact(cfg.out, {**manifest, "build_seconds": timer.seconds},
+                             {LIBRARY: lambda p: executable.export_library(str(p))})
+    return BuildResult(out, manifest, timer.seconds, graph)
+
+
+def _apply_schedules(mod, target, progress):
+    try:
+        from vcc.runtime.schedules import optimize_for_cpu
+    except ImportError:
+        return mod, None
+    mod, report = optimize_for_cpu(mod, target)
+    summary = report.to_dict() if hasattr(report, "to_dict") else None
+    return mod, summary
+
+
+def _io(graph: Graph, name: str) -> dict:
+    v = graph.values[name]
+    return {"name": name, "shape": list(v.shape), "dtype": v.dtype,
+            "layout": "NCHW" if len(v.shape) == 4 else ""}
+
+
+def _classes(graph: Graph) -> int | None:
+    meta = graph.metadata.get("vcc.classes")
+    if meta is not None:
+        return int(meta)
+    shape = graph.shape(graph.outputs[0])
+    return int(shape[1]) if len(shape) == 4 else None

@@ -1,0 +1,203 @@
+"""The `vcc` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from vcc.errors import VccError
+
+app = typer.Typer(
+    name="vcc",
+    help="Quantize and compile semantic-segmentation CNNs (ONNX) into TVM artifacts for this CPU.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _parse_floats(text: str | None, what: str, n: int = 3) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        vals = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError as e:
+        raise VccError(f"{what}: expected {n} numbers like '0.485,0.456,0.406', got {text!r}") from e
+    if len(vals) != n:
+        raise VccError(f"{what}: expected {n} numbers, got {len(vals)} in {text!r}")
+    return vals
+
+
+SizeOpt = Annotated[tuple[int, int] | None, typer.Option("--size", help="Input height and width (H W).")]
+
+
+@app.command()
+def build(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to compile.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Artifact directory to write.")],
+    dtype: Annotated[str, typer.Option(help="Precision: fp32.")] = "fp32",
+    size: SizeOpt = None,
+    mean: Annotated[str | None, typer.Option(help="Per-channel mean in 0..1 pixel units, model channel order: '0.485,0.456,0.406'.")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel std in 0..1 pixel units: '0.229,0.224,0.225'.")] = None,
+    bgr: Annotated[bool | None, typer.Option("--bgr/--rgb", help="Channel order the model expects (default: metadata, else RGB).")] = None,
+    mcpu: Annotated[str | None, typer.Option(help="LLVM cpu to target (default: this host's, e.g. sapphirerapids).")] = None,
+    num_cores: Annotated[int | None, typer.Option(help="Cores the artifact's thread pool plans for.")] = None,
+    dump_ir: Annotated[Path | None, typer.Option(help="Write the IR after every pass into this folder.")] = None,
+    schedules: Annotated[bool, typer.Option("--schedules/--no-schedules", help="Use vcc's hand-written CPU schedules.")] = True,
+) -> None:
+    """Compile MODEL into a TVM artifact (a library + manifest.json) for this CPU.
+
+    Preprocessing comes from the model's ONNX metadata (written by `vcc export`), else from
+    --size/--mean/--std/--bgr, else the input shape with RGB and ImageNet mean/std.
+    """
+    from vcc.compiler.build import BuildConfig
+    from vcc.compiler.build import build as run_build
+
+    cfg = BuildConfig(model=model, out=out, dtype=dtype, size=tuple(size) if size else None,
+                      mean=_parse_floats(mean, "--mean"), std=_parse_floats(std, "--std"), bgr=bgr,
+                      mcpu=mcpu, num_cores=num_cores, dump_ir=dump_ir, schedules=schedules)
+    result = run_build(cfg, progress=_echo)
+    total = sum(result.stage_seconds.values())
+    _echo(f"artifact written to {result.out} ({total:.1f} s)")
+
+
+@app.command()
+def run(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory from `vcc build`.")],
+    image: Annotated[Path | None, typer.Argument(help="A photo: preprocessed per the manifest; writes a colour mask PNG.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="A raw input tensor (.npy) of the model's input shape.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write: .npy (raw logits) or .png (mask).")] = Path("out.png"),
+) -> None:
+    """Run an artifact on a photo (colour mask PNG) or on a raw .npy tensor (.npy logits)."""
+    from vcc.runtime import load
+
+    if (image is None) == (input is None):
+        raise VccError("give either a photo (vcc run ARTIFACT photo.jpg) or --input x.npy, not both")
+    pred = load(artifact)
+    if input is not None:
+        try:
+            x = np.load(input)
+        except (OSError, ValueError) as e:
+            raise VccError(f"{input}: cannot read the .npy tensor ({e})") from e
+        x = x.astype(np.float32) if x.dtype == np.float64 else x
+    else:
+        from vcc.calib.preprocess import load_image
+
+        x = load_image(image, pred.preprocess)
+    y = pred(x)
+    if output.suffix.lower() == ".npy":
+        np.save(output, y)
+        _echo(f"wrote {output} {y.dtype}{list(y.shape)}")
+        return
+    from vcc.reports.palette import save_mask
+
+    if y.ndim != 4:
+        raise VccError(f"the model's output {list(y.shape)} is not an NCHW map; write it as .npy")
+    mask = y[0].argmax(0)
+    save_mask(mask, output)
+    classes, counts = np.unique(mask, return_counts=True)
+    share = ", ".join(f"{c}: {k / mask.size:.1%}" for c, k in zip(classes, counts, strict=True))
+    _echo(f"wrote {output} ({mask.shape[1]}x{mask.shape[0]} mask; classes {share})")
+
+
+@app.command()
+def inspect(
+    model: Annotated[Path, typer.Argument(help="An ONNX model.")],
+    size: SizeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    show_ir: Annotated[bool, typer.Option("--ir/--no-ir", help="Print the IR after passes.")] = True,
+) -> None:
+    """Show a model as vcc sees it: op histogram, parameters, MACs and the IR after passes."""
+    from vcc.compiler.analysis import count_macs, macs_by_op
+    from vcc.compiler.ir import format_graph
+    from vcc.frontends.onnx_import import load_model
+    from vcc.passes import PassManager, default_fp32_pipeline
+
+    graph = load_model(model, (1, 3, *size) if size else None)
+    graph = PassManager(default_fp32_pipeline()).run(graph)
+    info = {
+        "model": str(model),
+        "inputs": [{"name": i, "shape": list(graph.shape(i))} for i in graph.inputs],
+        "outputs": [{"name": o, "shape": list(graph.shape(o))} for o in graph.outputs],
+        "nodes": len(graph.nodes),
+        "ops": graph.op_histogram(),
+        "params": graph.num_parameters(),
+        "macs": count_macs(graph),
+        "macs_by_op": macs_by_op(graph),
+        "metadata": graph.metadata,
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"model   {model}")
+    for k in ("inputs", "outputs"):
+        for v in info[k]:
+            typer.echo(f"{k[:-1]:7s} {v['name']} {v['shape']}")
+    typer.echo(f"params  {info['params']:,}")
+    typer.echo(f"MACs    {info['macs']:,} ({info['macs'] / 1e9:.3f} G)")
+    typer.echo(f"nodes   {info['nodes']}")
+    typer.echo("ops     " + ", ".join(f"{op} {c}" for op, c in info["ops"].items()))
+    if show_ir:
+        typer.echo("")
+        typer.echo(format_graph(graph))
+
+
+@app.command()
+def compare(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory from `vcc build`.")],
+    ref: Annotated[Path, typer.Option("--ref", help="The fp32 reference ONNX model (run with ONNX Runtime).")],
+    images: Annotated[Path, typer.Option("--images", help="A folder of photos.")],
+    limit: Annotated[int | None, typer.Option(help="At most this many images.")] = None,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Compare an artifact with ONNX Runtime on the reference model over a folder of photos:
+    max |diff|, relative error (max |diff| / max |ref|), SQNR, cosine and argmax agreement."""
+    from vcc.calib.preprocess import list_images, load_image
+    from vcc.frontends.onnx_load import load_onnx_file
+    from vcc.reports.metrics import OutputComparison
+    from vcc.runtime import load
+    from vcc.runtime.reference import OrtSession
+
+    pred = load(artifact)
+    load_onnx_file(ref)  # clear error for a missing / broken reference
+    ort_sess = OrtSession(ref, threads=threads)
+    paths = list_images(images, limit)
+    cmp = OutputComparison()
+    pre = pred.preprocess
+    for p in paths:
+        x = load_image(p, pre)
+        cmp.add(ort_sess.run(x)[0], pred(x), name=str(p.name))
+    summary = cmp.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=float))
+        return
+    typer.echo(f"{'image':30s} {'max|diff|':>10s} {'rel err':>10s} {'SQNR dB':>8s} {'agree':>8s}")
+    for r in summary["per_image"]:
+        typer.echo(f"{r['name'][:30]:30s} {r['max_abs_diff']:10.3g} {r['rel_error']:10.3g} "
+                   f"{r['sqnr_db']:8.1f} {r['agreement']:8.4%}")
+    typer.echo(f"{'overall (' + str(summary['images']) + ' images)':30s} {summary['max_abs_diff']:10.3g} "
+               f"{summary['rel_error']:10.3g} {summary['sqnr_db']:8.1f} {summary['agreement']:8.4%}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        app()
+    except VccError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
