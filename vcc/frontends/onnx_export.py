@@ -82,7 +82,9 @@ def _split(em, n):
 
 @exporter("Slice")
 def _slice(em, n):
-    a = n.attrs
+    a = dict(n.attrs)
+    # the IR's end -1 with a negative step means "through index 0"; ONNX spells that INT64_MIN
+    a["ends"] = [np.iinfo(np.int64).min if (st < 0 and e < 0) else e for e, st in zip(a["ends"], a["steps"], strict=True)]
     ins = [n.inputs[0]] + [em.const(f"{n.name}_{k}", np.asarray(a[k], dtype=np.int64))
                            for k in ("starts", "ends", "axes", "steps")]
     em.node("Slice", ins, list(n.outputs), n.name)
