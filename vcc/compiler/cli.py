@@ -190,6 +190,54 @@ def compare(
                f"{summary['rel_error']:10.3g} {summary['sqnr_db']:8.1f} {summary['agreement']:8.4%}")
 
 
+@app.command("export")
+def export_cmd(
+    name: Annotated[str, typer.Argument(help="Zoo model name (see `vcc zoo`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write.")],
+    weights: Annotated[Path | None, typer.Option(help="Upstream checkpoint (.pth): a state_dict, or one wrapped under model_state / state_dict / model.")] = None,
+    size: SizeOpt = None,
+    classes: Annotated[int | None, typer.Option(help="Number of classes of the head (default: the seed model's).")] = None,
+) -> None:
+    """Export a zoo model to ONNX (eval mode, main logits at input resolution), with its
+    preprocessing and class count in the ONNX metadata for `vcc build`."""
+    from vcc.frontends.zoo.export import export_zoo_model
+
+    if weights is None:
+        _echo(f"no --weights given: exporting {name} with a seeded initialisation (not a trained model)")
+    path = export_zoo_model(name, out, weights, tuple(size) if size else None, classes)
+    _echo(f"wrote {path}")
+
+
+@app.command()
+def zoo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    macs: Annotated[bool, typer.Option("--macs/--no-macs", help="Count MACs at the seed shape.")] = True,
+) -> None:
+    """List the zoo models: parameters, MACs at their seed shape, input size and preprocessing."""
+    import torch
+
+    from vcc.frontends.zoo import zoo_models
+    from vcc.frontends.zoo.export import count_macs, count_params
+
+    rows = []
+    for name, entry in sorted(zoo_models().items()):
+        with torch.device("meta"):
+            params = count_params(entry.build(entry.classes))
+        rows.append({"name": name, "family": entry.family, "params": params,
+                     "macs": count_macs(entry) if macs else None, "input_size": list(entry.input_size),
+                     "mean": list(entry.mean), "std": list(entry.std), "classes": entry.classes,
+                     "seed_params_m": entry.seed_params_m, "seed_flops_g": entry.seed_flops_g,
+                     "upstream": entry.upstream})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'name':26s} {'params':>12s} {'seed (M)':>9s} {'GMACs':>9s} {'input':>9s} classes  mean / std")
+    for r in rows:
+        gmacs = f"{r['macs'] / 1e9:9.3f}" if r["macs"] is not None else f"{'-':>9s}"
+        typer.echo(f"{r['name']:26s} {r['params']:12,d} {r['seed_params_m']:>9s} {gmacs} "
+                   f"{'x'.join(map(str, r['input_size'])):>9s} {r['classes']:7d}  {r['mean']} / {r['std']}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
