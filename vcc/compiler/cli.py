@@ -238,6 +238,45 @@ def zoo(
                    f"{'x'.join(map(str, r['input_size'])):>9s} {r['classes']:7d}  {r['mean']} / {r['std']}")
 
 
+@app.command()
+def bench(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory from `vcc build`.")],
+    ref: Annotated[Path | None, typer.Option("--ref", help="fp32 ONNX model to time with ONNX Runtime beside it.")] = None,
+    threads: Annotated[int, typer.Option(help="Threads for both the artifact and ONNX Runtime.")] = 2,
+    runs: Annotated[int, typer.Option(help="Timed runs (after 2 warm-up runs).")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Latency of an artifact (median, p90) and, on the same input and threads, of ONNX Runtime
+    on the reference model."""
+    from vcc.runtime.bench import measure, set_threads
+
+    set_threads(threads)
+    from vcc.runtime import load
+    from vcc.runtime.reference import OrtSession
+
+    pred = load(artifact)
+    x = np.random.default_rng(0).standard_normal(pred.input["shape"]).astype(np.float32)
+    result = {"threads": threads, "input_shape": pred.input["shape"],
+              "dtype": pred.manifest.get("dtype")}
+    art = measure(lambda: pred.time_once(x), runs)
+    result["artifact_ms"] = round(art.median_ms, 3)
+    result["artifact"] = art.to_dict() | {"path": str(artifact)}
+    if ref is not None:
+        sess = OrtSession(ref, threads=threads)
+        ort = measure(lambda: sess.run(x), runs)
+        result["ort_fp32_ms"] = round(ort.median_ms, 3)
+        result["ort_fp32"] = ort.to_dict()
+        result["ratio_vs_ort_fp32"] = round(art.median_ms / ort.median_ms, 3)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"threads {threads}, input {pred.input['shape']}, {runs} runs after 2 warm-up")
+    typer.echo(f"vcc artifact     median {art.median_ms:9.2f} ms   p90 {art.p90_ms:9.2f} ms")
+    if ref is not None:
+        typer.echo(f"ONNX Runtime fp32 median {ort.median_ms:9.2f} ms   p90 {ort.p90_ms:9.2f} ms")
+        typer.echo(f"ratio vcc / ORT fp32: {result['ratio_vs_ort_fp32']:.2f}x")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
