@@ -1,0 +1,131 @@
+"""Hand schedule for a fused function anchored on one packed convolution.
+
+The recipe (TVM-NOTES.md, measured on this CPU): the output is tiled as (n, oc-block, row,
+width-block); inside a tile the convolution accumulates `oc_tile` x 16 channels by `ow_tile`
+columns in registers ("local" scope), the reduction runs outermost (input-channel block, kh,
+kw, input channel), the 16 channels of a block are one vector, columns and channel blocks are
+unrolled; the epilogue (bias, ReLU, residual add ...) is inlined into the tile's write-back;
+the fused (n, oc-block, row) loop runs in parallel. The zero-padding stage stays a separate
+vectorised pass so the inner loop has no bounds checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import s_tir
+
+from .conv_compute import CONV_BLOCK, DWCONV_BLOCK, PAD_BLOCK
+from .tir_util import (
+    block_name,
+    inline_spatial_blocks,
+    loop_extents,
+    schedule_elementwise,
+    top_blocks,
+)
+
+# Register budget: 32 zmm registers; accumulators oc_tile * ow_tile, plus weights and input.
+MAX_ACCUMULATORS = 24
+OW_TILES = (8, 7, 6, 5, 4)
+
+
+@dataclass(frozen=True)
+class ConvTile:
+    oc_tile: int  # packed output-channel blocks per tile
+    ow_tile: int  # output columns per tile
+
+
+def choose_tile(ocb: int, ow: int, depthwise: bool) -> ConvTile:
+    """Largest register tile that divides the output: 2 channel blocks x 8 columns if it can."""
+    oc_tile = 2 if ocb % 2 == 0 and not depthwise else 1
+    ow_tile = next((t for t in OW_TILES if ow % t == 0), None)
+    if ow_tile is None:
+        ow_tile = min(ow, 8) if ow < 8 else max(t for t in range(1, 9) if ow % t == 0)
+    if depthwise and ow % 16 == 0:
+        ow_tile = 16
+    while oc_tile * ow_tile > MAX_ACCUMULATORS and oc_tile > 1:
+        oc_tile //= 2
+    return ConvTile(oc_tile, ow_tile)
+
+
+def find_conv_block(sch: s_tir.Schedule):
+    """The single packed-conv block of a fused function, or None."""
+    found = [b for b in top_blocks(sch) if block_name(sch, b).startswith((CONV_BLOCK, DWCONV_BLOCK))]
+    return found[0] if len(found) == 1 else None
+
+
+def schedule_conv_func(sch: s_tir.Schedule) -> str:
+    """Schedule the conv-anchored function in `sch`; returns the conv kind scheduled.
+
+    Raises ScheduleError (from TVM) or ValueError when the function is not of the expected
+    shape; the caller then keeps the function unscheduled.
+    """
+    conv = find_conv_block(sch)
+    if conv is None:
+        raise ValueError("no unique packed conv block")
+    conv_name = block_name(sch, conv)
+    depthwise = conv_name.startswith(DWCONV_BLOCK)
+    pads = [b for b in top_blocks(sch) if block_name(sch, b).startswith(PAD_BLOCK)]
+    keep = {conv_name, *(block_name(sch, p) for p in pads)}
+    inline_spatial_blocks(sch, keep=keep)
+
+    conv = sch.get_sblock(conv_name)
+    out_shape = loop_extents(sch, conv)[:5]
+    consumers = [b for b in top_blocks(sch) if block_name(sch, b) not in keep]
+    if not consumers:
+        epilogue = sch.cache_write(conv, 0, "global")
+    elif len(consumers) == 1 and loop_extents(sch, consumers[0]) == out_shape:
+        epilogue = consumers[0]
+    else:
+        raise ValueError(f"conv epilogue is not one elementwise block: "
+                         f"{[block_name(sch, b) for b in consumers]}")
+    conv = sch.get_sblock(conv_name)
+    reduce_extents = loop_extents(sch, conv)[5:]
+    _, ocb, _, ow, _ = out_shape
+    tile = choose_tile(ocb, ow, depthwise)
+    import os
+    if os.environ.get("VCC_TILE"):
+        a, b = os.environ["VCC_TILE"].split("x")
+        tile = ConvTile(int(a), int(b))
+    _tile_conv(sch, conv, epilogue, tile, reduce_extents)
+    for pad in pads:
+        schedule_elementwise(sch, pad)
+    kind = "depthwise" if depthwise else "conv"
+    return kind
+
+
+def _tile_conv(sch: s_tir.Schedule, conv, epilogue, tile: ConvTile,
+               reduce_extents: list[int]) -> None:
+    n, ob, oh, ow, oi = sch.get_loops(epilogue)
+    ob_o, ob_i = sch.split(ob, [None, tile.oc_tile])
+    ow_o, ow_i = sch.split(ow, [None, tile.ow_tile])
+    sch.reorder(n, ob_o, oh, ow_o, ob_i, ow_i, oi)
+    sch.compute_at(conv, ow_o)
+    sch.set_scope(conv, 0, "local")
+
+    # compute_at made one loop per block iter var whose extent in the tile is > 1, in order.
+    spatial_ext = [tile.oc_tile, tile.ow_tile, 16]
+    spatial_roles = [r for r, e in zip(("ob", "ow", "oi"), spatial_ext, strict=True) if e > 1]
+    reduce_roles = [f"r{k}" for k, e in enumerate(reduce_extents) if e > 1]
+    inner = sch.get_loops(conv)[4:]  # below n, ob_o, oh, ow_o
+    expected = [e for e in spatial_ext if e > 1] + [e for e in reduce_extents if e > 1]
+    got = [int(sch.get(lp).extent) for lp in inner]
+    if got != expected:
+        raise ValueError(f"unexpected conv tile loops {got}, wanted {expected}")
+    roles = dict(zip(spatial_roles + reduce_roles, inner, strict=True))
+    order = [roles[r] for r in reduce_roles] + [roles[r] for r in spatial_roles]
+    sch.reorder(*order)
+    sch.vectorize(roles["oi"])
+    for r in ("ob", "ow"):
+        if r in roles:
+            sch.unroll(roles[r])
+
+    e_loops = sch.get_loops(epilogue)[-3:]
+    sch.vectorize(e_loops[-1])
+    for lp in e_loops[:-1]:
+        if int(sch.get(lp).extent) > 1:
+            sch.unroll(lp)
+    sch.parallel(sch.fuse(n, ob_o, oh))
+    # Last: parallel/vectorize refuse a loop nest that holds a separate init block.
+    if reduce_roles:
+        sch.decompose_reduction(conv, roles[reduce_roles[0]])

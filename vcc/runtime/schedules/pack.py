@@ -1,0 +1,450 @@
+"""Channel packing: NCHW -> NCHW16c for the whole graph, decided once.
+
+`pack_channels(mod)` rewrites "main" so that every convolution whose channels allow it runs in a
+packed form (see conv_compute.py) with its weights re-laid out in numpy (no layout op left to
+fold), and the packed layout flows through the ops that can take it (elementwise with
+broadcasting, resize, pooling, concat / split / slice on whole 16-blocks, global mean/max, pad).
+A value is converted (`layout_transform`) only where a consumer needs the other layout, at most
+once per value and direction; the function's inputs and outputs stay NCHW.
+
+One rule per op in `RULES`; an op without a rule gets plain (NCHW) inputs and is left as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from vcc.errors import VccError
+
+from .conv_compute import BLOCK
+
+R = relax.op
+PLAIN = "plain"
+PACKED = "packed"
+Layout = str | tuple  # PLAIN, PACKED, or a tuple of layouts for a tuple value
+
+
+@dataclass
+class Value:
+    expr: relax.Expr  # in the new function
+    layout: Layout
+
+
+def _is_const(e) -> bool:
+    return isinstance(e, tvm.ir.expr.Constant)
+
+
+def _const_np(e) -> np.ndarray:
+    return e.value.numpy()
+
+
+def static_shape(e) -> tuple[int, ...] | None:
+    ty = e.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        return None
+    try:
+        return tuple(int(v) for v in ty.shape.values)
+    except (TypeError, AttributeError):
+        return None
+
+
+def _dtype(e) -> str:
+    return str(e.ty.dtype)
+
+
+def packable(shape: tuple[int, ...] | None) -> bool:
+    return shape is not None and len(shape) == 4 and shape[1] % BLOCK == 0 and shape[1] > 0
+
+
+def pack_array(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N, C/16, H, W, 16)."""
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a.reshape(n, c // BLOCK, BLOCK, h, w).transpose(0, 1, 3, 4, 2))
+
+
+def _pack_map(n, c, h, w):
+    return (n, c // BLOCK, h, w, c % BLOCK)
+
+
+def _unpack_map(n, cb, h, w, ci):
+    return (n, cb * BLOCK + ci, h, w)
+
+
+class Packer:
+    """Rebuilds "main" binding by binding; `env` maps old vars to their new Value."""
+
+    def __init__(self, bb: relax.BlockBuilder):
+        self.bb = bb
+        self.env: dict[relax.Var, Value] = {}
+        self._plain: dict[relax.Var, relax.Expr] = {}
+        self._packed: dict[relax.Var, relax.Expr] = {}
+        self.counts: dict[str, int] = {}
+
+    # --- values -------------------------------------------------------------------------------
+    def value(self, old: relax.Expr) -> Value:
+        if isinstance(old, relax.Var):
+            return self.env[old]
+        if isinstance(old, relax.Tuple):
+            vals = [self.value(f) for f in old.fields]
+            return Value(relax.Tuple([v.expr for v in vals]), tuple(v.layout for v in vals))
+        if isinstance(old, relax.TupleGetItem):
+            tup = self.value(old.tuple_value)
+            layout = tup.layout[old.index] if isinstance(tup.layout, tuple) else PLAIN
+            return Value(relax.TupleGetItem(tup.expr, old.index), layout)
+        return Value(old, PLAIN)
+
+    def plain(self, old: relax.Expr) -> relax.Expr:
+        """The new expression of `old` in its original layout."""
+        val = self.value(old)
+        if val.layout == PLAIN:
+            return val.expr
+        if isinstance(val.layout, tuple):
+            return self._plain_tuple(old, val)
+        if isinstance(old, relax.Var) and old in self._plain:
+            return self._plain[old]
+        out = self.bb.emit(R.layout_transform(val.expr, index_map=_unpack_map))
+        self.counts["to_nchw"] = self.counts.get("to_nchw", 0) + 1
+        if isinstance(old, relax.Var):
+            self._plain[old] = out
+        return out
+
+    def _plain_tuple(self, old: relax.Expr, val: Value) -> relax.Expr:
+        items = []
+        for k, lay in enumerate(val.layout):
+            item = relax.TupleGetItem(val.expr, k)
+            if lay == PACKED:
+                item = self.bb.emit(R.layout_transform(self.bb.emit(item), index_map=_unpack_map))
+                self.counts["to_nchw"] = self.counts.get("to_nchw", 0) + 1
+            items.append(item)
+        return relax.Tuple(items)
+
+    def packed(self, old: relax.Expr) -> relax.Expr:
+        """The new expression of `old` (a 4-D value with C % 16 == 0) in NCHW16c."""
+        if _is_const(old):
+            return relax.const(pack_array(_const_np(old)))
+        val = self.value(old)
+        if val.layout == PACKED:
+            return val.expr
+        if isinstance(old, relax.Var) and old in self._packed:
+            return self._packed[old]
+        out = self.bb.emit(R.layout_transform(val.expr, index_map=_pack_map))
+        self.counts["to_nchw16c"] = self.counts.get("to_nchw16c", 0) + 1
+        if isinstance(old, relax.Var):
+            self._packed[old] = out
+        return out
+
+    def is_packed(self, old: relax.Expr) -> bool:
+        return not _is_const(old) and self.value(old).layout == PACKED
+
+    # --- the default for any op -----------------------------------------------------------------
+    def keep_plain(self, call: relax.Call) -> Value:
+        args = [self.plain(a) if isinstance(a, relax.Var | relax.Tuple | relax.TupleGetItem)
+                else a for a in call.args]
+        new = relax.Call(call.op, args, call.attrs, call.ty_args)
+        return Value(new, _plain_layout_of(call))
+
+
+def _plain_layout_of(call: relax.Call) -> Layout:
+    ty = call.ty
+    if isinstance(ty, relax.TupleType):
+        return tuple(PLAIN for _ in ty.fields)
+    return PLAIN
+
+
+Rule = Callable[[Packer, relax.Call], Value]
+RULES: dict[str, Rule] = {}
+
+
+def rule(*ops: str) -> Callable[[Rule], Rule]:
+    def deco(fn: Rule) -> Rule:
+        for op in ops:
+            RULES[op] = fn
+        return fn
+
+    return deco
+
+
+# --- convolution -------------------------------------------------------------------------------
+
+def _conv_plan(cin: int, cout: int, groups: int) -> str | None:
+    if groups == 1:
+        return "packed" if cin % BLOCK == 0 else "plain_input"
+    if groups == cin == cout and cin % BLOCK == 0:
+        return "depthwise"
+    if (cin // groups) % BLOCK == 0 and (cout // groups) % BLOCK == 0:
+        return "packed"
+    return None
+
+
+def _pack_weight(w: np.ndarray, form: str) -> np.ndarray:
+    o, i, kh, kw = w.shape
+    if form == "packed":  # OIHW -> OIHW16i16o
+        return np.ascontiguousarray(
+            w.reshape(o // BLOCK, BLOCK, i // BLOCK, BLOCK, kh, kw).transpose(0, 2, 4, 5, 3, 1))
+    # OIHW -> OIHW16o (plain input, depthwise)
+    return np.ascontiguousarray(w.reshape(o // BLOCK, BLOCK, i, kh, kw).transpose(0, 2, 3, 4, 1))
+
+
+KERNEL_LAYOUT = {"packed": "OIHW16i16o", "plain_input": "OIHW16o", "depthwise": "OIHW16o"}
+
+
+@rule("relax.nn.conv2d")
+def _conv2d(p: Packer, call: relax.Call) -> Value:
+    a = call.attrs
+    data, weight = call.args
+    dshape = static_shape(data)
+    if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) != ("NCHW", "OIHW", "NCHW") \
+            or not _is_const(weight) or dshape is None or _dtype(data) != "float32" \
+            or (a.out_dtype is not None and str(a.out_dtype) not in ("", "float32")):
+        return p.keep_plain(call)
+    w = _const_np(weight).astype(np.float32)
+    cout, groups = w.shape[0], int(a.groups)
+    cout_pad = -cout % BLOCK
+    if cout_pad and groups != 1:
+        return p.keep_plain(call)
+    if cout_pad:  # zero output channels up to a whole block, sliced off after the conv
+        w = np.concatenate([w, np.zeros((cout_pad, *w.shape[1:]), np.float32)])
+    form = _conv_plan(dshape[1], w.shape[0], groups)
+    if form is None:
+        return p.keep_plain(call)
+    x = p.plain(data) if form == "plain_input" else p.packed(data)
+    y = R.nn.conv2d(x, relax.const(_pack_weight(w, form)), strides=a.strides, padding=a.padding,
+                    dilation=a.dilation, groups=groups,
+                    data_layout="NCHW" if form == "plain_input" else "NCHW16c",
+                    kernel_layout=KERNEL_LAYOUT[form], out_layout="NCHW16c", out_dtype="float32")
+    p.counts[f"conv_{form}"] = p.counts.get(f"conv_{form}", 0) + 1
+    if not cout_pad:
+        return Value(y, PACKED)
+    p.counts["conv_out_padded"] = p.counts.get("conv_out_padded", 0) + 1
+    full = p.bb.emit(R.layout_transform(p.bb.emit(y), index_map=_unpack_map))
+    return Value(R.strided_slice(full, axes=[1], begin=[0], end=[cout], assume_inbound=True), PLAIN)
+
+
+# --- elementwise -------------------------------------------------------------------------------
+
+UNARY = ("relax.nn.relu", "relax.sigmoid", "relax.tanh", "relax.exp", "relax.clip",
+         "relax.nn.leakyrelu", "relax.negative", "relax.abs", "relax.sqrt", "relax.rsqrt",
+         "relax.erf", "relax.floor", "relax.ceil", "relax.log", "relax.nn.softplus",
+         "relax.nn.gelu", "relax.nn.silu", "relax.square", "relax.round", "relax.sign")
+BINARY = ("relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum",
+          "relax.minimum", "relax.power")
+
+
+@rule(*UNARY)
+def _unary(p: Packer, call: relax.Call) -> Value:
+    x = call.args[0]
+    if not p.is_packed(x):
+        return p.keep_plain(call)
+    return Value(relax.Call(call.op, [p.packed(x), *call.args[1:]], call.attrs, call.ty_args), PACKED)
+
+
+def _broadcast_operand(p: Packer, e: relax.Expr, channels: int) -> relax.Expr | None:
+    """`e` as an operand of a packed (N, C/16, H, W, 16) op, or None if it cannot be one."""
+    shape = static_shape(e)
+    if shape is None or len(shape) > 4:
+        return None
+    if int(np.prod(shape)) == 1 and _is_const(e):
+        return relax.const(_const_np(e).reshape(()))
+    full = (1,) * (4 - len(shape)) + shape
+    if full[1] == channels:
+        if _is_const(e):
+            return relax.const(pack_array(_const_np(e).reshape(full)))
+        return p.packed(e) if len(shape) == 4 else None
+    if full[1] == 1:
+        five = (full[0], 1, full[2], full[3], 1)
+        if _is_const(e):
+            return relax.const(_const_np(e).reshape(five))
+        return p.bb.emit(R.reshape(p.plain(e), five))
+    return None
+
+
+@rule(*BINARY)
+def _binary(p: Packer, call: relax.Call) -> Value:
+    out = static_shape(call)
+    if not packable(out) or not any(p.is_packed(a) for a in call.args):
+        return p.keep_plain(call)
+    args = [_broadcast_operand(p, a, out[1]) for a in call.args]
+    if any(a is None for a in args):
+        return p.keep_plain(call)
+    return Value(relax.Call(call.op, args, call.attrs, call.ty_args), PACKED)
+
+
+# --- data movement -----------------------------------------------------------------------------
+
+def _axis(axis: int, ndim: int = 4) -> int:
+    return axis + ndim if axis < 0 else axis
+
+
+@rule("relax.concat")
+def _concat(p: Packer, call: relax.Call) -> Value:
+    parts = list(call.args[0].fields) if isinstance(call.args[0], relax.Tuple) else None
+    axis = _axis(int(call.attrs.axis))
+    if parts is None or not all(packable(static_shape(t)) for t in parts) \
+            or not any(p.is_packed(t) for t in parts) or axis not in (1, 2, 3):
+        return p.keep_plain(call)
+    return Value(R.concat([p.packed(t) for t in parts], axis=axis), PACKED)
+
+
+@rule("relax.split")
+def _split(p: Packer, call: relax.Call) -> Value:
+    x = call.args[0]
+    axis = _axis(int(call.attrs.axis))
+    shape = static_shape(x)
+    ios = call.attrs.indices_or_sections
+    if not p.is_packed(x) or axis not in (1, 2, 3):
+        return p.keep_plain(call)
+    if isinstance(ios, tvm.tirx.IntImm | int):
+        sections = int(ios)
+        n_out = sections
+        if axis == 1 and (shape[1] // sections) % BLOCK:
+            return p.keep_plain(call)
+        new = R.split(p.packed(x), sections, axis=axis)
+    else:
+        idx = [int(i) for i in ios]
+        n_out = len(idx) + 1
+        if axis == 1:
+            if any(i % BLOCK for i in idx):
+                return p.keep_plain(call)
+            idx = [i // BLOCK for i in idx]
+        new = R.split(p.packed(x), idx, axis=axis)
+    return Value(new, tuple(PACKED for _ in range(n_out)))
+
+
+def _ints(e) -> list[int]:
+    return [int(f.value) if hasattr(f, "value") else int(f) for f in e.fields]
+
+
+@rule("relax.strided_slice")
+def _strided_slice(p: Packer, call: relax.Call) -> Value:
+    x = call.args[0]
+    shape = static_shape(x)
+    if not p.is_packed(x) or len(call.args) < 4 or not all(isinstance(a, relax.Tuple) for a in call.args[1:]):
+        return p.keep_plain(call)
+    axes = [_axis(v) for v in _ints(call.args[1])]
+    begin, end = _ints(call.args[2]), _ints(call.args[3])
+    strides = _ints(call.args[4]) if len(call.args) > 4 else [1] * len(axes)
+    for k, ax in enumerate(axes):
+        if ax != 1:
+            continue
+        b, e = begin[k] % shape[1] if begin[k] < 0 else begin[k], min(end[k], shape[1])
+        if strides[k] != 1 or b % BLOCK or e % BLOCK:
+            return p.keep_plain(call)
+        begin[k], end[k] = b // BLOCK, e // BLOCK
+    return Value(R.strided_slice(p.packed(x), axes=axes, begin=begin, end=end, strides=strides,
+                                 assume_inbound=bool(call.attrs.assume_inbound)), PACKED)
+
+
+@rule("relax.nn.pad")
+def _pad(p: Packer, call: relax.Call) -> Value:
+    x = call.args[0]
+    pw = [int(v) for v in call.attrs.pad_width]
+    if not p.is_packed(x) or len(pw) != 8 or any(pw[:4]):
+        return p.keep_plain(call)
+    return Value(R.nn.pad(p.packed(x), pw + [0, 0], pad_mode=str(call.attrs.pad_mode),
+                          pad_value=float(call.attrs.pad_value)), PACKED)
+
+
+# --- resize, pooling, reductions ---------------------------------------------------------------
+
+@rule("relax.image.resize2d")
+def _resize2d(p: Packer, call: relax.Call) -> Value:
+    a = call.attrs
+    x = call.args[0]
+    if not p.is_packed(x) or str(a.layout) != "NCHW" or not isinstance(call.args[1], relax.ShapeExpr):
+        return p.keep_plain(call)
+    new = R.image.resize2d(
+        p.packed(x), call.args[1], roi=[float(v) for v in a.roi], layout="NCHW16c",
+        method=str(a.method), coordinate_transformation_mode=str(a.coordinate_transformation_mode),
+        rounding_method=str(a.rounding_method), cubic_alpha=float(a.cubic_alpha),
+        cubic_exclude=int(a.cubic_exclude), extrapolation_value=float(a.extrapolation_value),
+        out_dtype=a.out_dtype)
+    return Value(new, PACKED)
+
+
+@rule("relax.nn.max_pool2d", "relax.nn.avg_pool2d")
+def _pool2d(p: Packer, call: relax.Call) -> Value:
+    a = call.attrs
+    x = call.args[0]
+    if not p.is_packed(x) or str(a.layout) != "NCHW" or str(a.out_layout) != "NCHW":
+        return p.keep_plain(call)
+    make = R.nn.max_pool2d if call.op.name == "relax.nn.max_pool2d" else R.nn.avg_pool2d
+    new = make(p.packed(x), pool_size=[int(v) for v in a.pool_size],
+               strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
+               dilation=[int(v) for v in a.dilation], ceil_mode=bool(a.ceil_mode),
+               count_include_pad=bool(a.count_include_pad), layout="NCHW16c", out_layout="NCHW16c")
+    return Value(new, PACKED)
+
+
+@rule("relax.mean", "relax.max", "relax.sum", "relax.min")
+def _spatial_reduce(p: Packer, call: relax.Call) -> Value:
+    x = call.args[0]
+    a = call.attrs
+    axes = sorted(_axis(int(v)) for v in a.axis) if a.axis is not None else None
+    if not p.is_packed(x) or axes != [2, 3] or not bool(a.keepdims):
+        return p.keep_plain(call)
+    return Value(relax.Call(call.op, [p.packed(x)], a, call.ty_args), PACKED)
+
+
+# --- driver ------------------------------------------------------------------------------------
+
+def _bindings(func: relax.Function) -> list[relax.VarBinding] | None:
+    body = func.body
+    if not isinstance(body, relax.SeqExpr):
+        return None
+    out = []
+    for block in body.blocks:
+        if not isinstance(block, relax.DataflowBlock):
+            return None
+        for b in block.bindings:
+            if not isinstance(b, relax.VarBinding):
+                return None
+            out.append(b)
+    return out
+
+
+def _rewrite(p: Packer, value: relax.Expr) -> Value:
+    if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
+        fn = RULES.get(str(value.op.name))
+        return fn(p, value) if fn is not None else p.keep_plain(value)
+    if isinstance(value, relax.Call):
+        return p.keep_plain(value)
+    return p.value(value)
+
+
+def pack_channels(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, int]]:
+    """Rewrite "main" to the packed layout; returns the module and counts of what was done.
+
+    A "main" that is not one or more dataflow blocks of plain bindings is returned unchanged
+    (with counts {"skipped": 1}).
+    """
+    if "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
+        raise VccError("optimize_for_cpu: the module has no function 'main'")
+    func = mod["main"]
+    bindings = _bindings(func)
+    if bindings is None:
+        return mod, {"skipped": 1}
+    bb = relax.BlockBuilder()
+    packer = Packer(bb)
+    attrs = dict(func.attrs) if func.attrs is not None else None
+    with bb.function("main", list(func.params), attrs=attrs, pure=func.is_pure):
+        with bb.dataflow():
+            for param in func.params:
+                packer.env[param] = Value(param, PLAIN)
+            for b in bindings:
+                val = _rewrite(packer, b.value)
+                expr = val.expr
+                if not isinstance(expr, relax.Var):
+                    expr = bb.emit(expr, name_hint=str(b.var.name))
+                packer.env[b.var] = Value(expr, val.layout)
+            ret = packer.plain(func.body.body)
+            out = bb.emit_output(ret)
+        bb.emit_func_output(out)
+    new_mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions))
+    new_mod["main"] = bb.get()["main"]
+    new_mod = relax.transform.DeadCodeElimination(["main"])(new_mod)
+    return new_mod, packer.counts

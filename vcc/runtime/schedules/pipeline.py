@@ -1,0 +1,123 @@
+"""optimize_for_cpu: high-level Relax module -> fused, hand-scheduled module for this CPU.
+
+    pack_channels            NCHW16c chosen once for the whole graph, weights re-laid in numpy
+    LegalizeOps              our TE compute for the packed convolutions, TOPI for the rest
+    AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR
+                             conv + bias + ReLU (+ residual add ...) become one PrimFunc
+    per fused PrimFunc       conv-tiled schedule if it holds a packed conv, else our generic
+                             injective / reduction schedule, else DLight's CPU rules, else none
+
+The result goes to `tvm.compile(mod, target)` unchanged: its Relax passes find nothing left to
+legalize, and each scheduled PrimFunc carries "tirx.is_scheduled".
+"""
+
+from __future__ import annotations
+
+import math
+
+import tvm
+from tvm import relax, s_tir, tirx
+
+from vcc.errors import VccError
+
+from .conv_compute import CONV_BLOCK, DWCONV_BLOCK, LEGALIZE_MAP
+from .conv_schedule import find_conv_block, schedule_conv_func
+from .generic_schedule import schedule_generic_func
+from .pack import pack_channels
+from .report import FuncRecord, ScheduleReport
+from .tir_util import block_name, loop_extents, top_blocks
+
+SCHEDULED_ATTR = "tirx.is_scheduled"
+_SCHEDULE_ERRORS = (RuntimeError, ValueError)
+
+
+def optimize_for_cpu(mod: tvm.IRModule, target: tvm.target.Target | dict
+                     ) -> tuple[tvm.IRModule, ScheduleReport]:
+    """Return (module ready for `tvm.compile(module, target)`, what was scheduled and how).
+
+    `mod` holds a Relax function "main" of high-level ops (NCHW float32, static shapes, weights
+    bound as constants), as `vcc.runtime.lower.lower_to_relax` builds it. Numerics match the
+    unoptimised module to float32 rounding (reductions are reordered).
+    """
+    target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
+    if target.kind.name != "llvm":
+        raise VccError(f"optimize_for_cpu: target kind {target.kind.name!r} is not a CPU (llvm)")
+    packed, counts = pack_channels(mod)
+    with target:
+        fused = tvm.transform.Sequential([
+            relax.transform.LegalizeOps(customize_legalize_map=LEGALIZE_MAP),
+            relax.transform.AnnotateTIROpPattern(),
+            relax.transform.FoldConstant(),
+            relax.transform.FuseOps(),
+            relax.transform.FuseTIR(),
+            relax.transform.DeadCodeElimination(["main"]),
+        ])(packed)
+    report = ScheduleReport(layout=counts)
+    for gv, func in list(fused.functions.items()):
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        new_func, record = schedule_function(gv.name_hint, func, target)
+        fused[gv] = new_func
+        report.functions.append(record)
+    return fused, report
+
+
+def conv_macs(func: tirx.PrimFunc) -> int:
+    """Multiply-accumulates of the convolution blocks in `func` (ours and TOPI's)."""
+    sch = s_tir.Schedule(func)
+    total = 0
+    for block in top_blocks(sch):
+        name = block_name(sch, block)
+        if "conv" in name and any(int(iv.iter_type) != 0 for iv in sch.get(block).iter_vars):
+            total += math.prod(loop_extents(sch, block))
+    return total
+
+
+def schedule_function(name: str, func: tirx.PrimFunc, target: tvm.target.Target
+                      ) -> tuple[tirx.PrimFunc, FuncRecord]:
+    """One fused PrimFunc -> (scheduled PrimFunc, its report line)."""
+    kind = name.removeprefix("fused_")
+    macs = conv_macs(func)
+    notes = []
+    attempts = []
+    if find_conv_block(s_tir.Schedule(func)) is not None:
+        attempts.append(schedule_conv_func)
+    attempts.append(schedule_generic_func)
+    for attempt in attempts:
+        sch = s_tir.Schedule(func)
+        try:
+            how = attempt(sch)
+        except _SCHEDULE_ERRORS as err:
+            notes.append(f"{attempt.__name__}: {_first_line(err)}")
+            continue
+        scheduled = sch.mod["main"].with_attr(SCHEDULED_ATTR, True)
+        return scheduled, FuncRecord(name, kind, how, macs, "; ".join(notes))
+    dlight = _apply_dlight(func, target)
+    if dlight is not None:
+        return dlight, FuncRecord(name, kind, "dlight", macs, "; ".join(notes))
+    return func, FuncRecord(name, kind, "default", macs, "; ".join(notes))
+
+
+def _apply_dlight(func: tirx.PrimFunc, target: tvm.target.Target) -> tirx.PrimFunc | None:
+    from tvm.s_tir import dlight
+
+    for rule in (dlight.cpu.Reduction(), dlight.cpu.GEMV()):
+        try:
+            with target:
+                space = rule.apply(func, target, False)
+        except _SCHEDULE_ERRORS:
+            continue
+        if space is None:
+            continue
+        sch = space[0] if isinstance(space, list) else space
+        return sch.mod["main"].with_attr(SCHEDULED_ATTR, True)
+    return None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    msg = next((ln for ln in text if "rror" in ln), text[0] if text else type(err).__name__)
+    return msg[:200]
+
+
+__all__ = ["optimize_for_cpu", "schedule_function", "conv_macs", "CONV_BLOCK", "DWCONV_BLOCK"]
