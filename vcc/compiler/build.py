@@ -15,7 +15,7 @@ import vcc
 from vcc.compiler.ir import Graph
 from vcc.errors import VccError
 
-SUPPORTED_DTYPES = ("fp32",)
+SUPPORTED_DTYPES = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,14 @@ class BuildConfig:
     num_cores: int | None = None
     dump_ir: Path | None = None
     schedules: bool = True
+    # int8
+    calib: Path | None = None
+    calib_method: str = "kl"
+    percentile: float = 99.99
+    num_calib: int = 50
+    calib_cache: Path | None = None
+    fallback: tuple[str, ...] = ()
+    emit_qdq: Path | None = None
 
 
 @dataclass
@@ -86,6 +94,10 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
         pm = PassManager(default_fp32_pipeline(), dump_dir=cfg.dump_ir)
         graph = pm.run(graph)
         progress(f"  {len(graph.nodes)} nodes after {', '.join(r.name for r in pm.records)}")
+    calibration = None
+    precisions = {n.name: "fp32" for n in graph.nodes}
+    if cfg.dtype == "int8":
+        graph, calibration, precisions = _quantize_int8(cfg, graph, pre, timer, progress)
     with timer.stage("lower"):
         mod = lower_to_relax(graph)
         target = cpu_target(cfg.mcpu, cfg.num_cores)
@@ -104,15 +116,85 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
         "outputs": [_io(graph, o) for o in graph.outputs],
         "preprocess": pre.to_dict(),
         "classes": _classes(graph),
-        "nodes": [{"name": n.name, "op": n.op, "precision": "fp32"} for n in graph.nodes],
+        "nodes": _node_records(graph, precisions),
         "passes": [{"name": r.name, "seconds": round(r.seconds, 4), "nodes_after": r.nodes_after}
                    for r in pm.records],
         "schedules": schedule_report,
     }
+    writers = {LIBRARY: lambda p: executable.export_library(str(p))}
+    if calibration is not None:
+        from vcc.calib.calibrate import write_json
+
+        manifest["calibration"] = {"method": cfg.calib_method, "file": "calibration.json",
+                                   "images": calibration.document["summary"]["images_used"],
+                                   "from_cache": calibration.from_cache,
+                                   "seconds": round(calibration.seconds, 3),
+                                   "key": calibration.document["key"]}
+        writers["calibration.json"] = lambda p: write_json(p, calibration.document)
+        try:
+            from vcc.calib.report import write_calibration_html
+
+            writers["calibration.html"] = lambda p: write_calibration_html(p, calibration)
+        except ImportError:
+            pass
     with timer.stage("write"):
-        out = write_artifact(cfg.out, {**manifest, "build_seconds": timer.seconds},
-                             {LIBRARY: lambda p: executable.export_library(str(p))})
+        out = write_artifact(cfg.out, {**manifest, "build_seconds": timer.seconds}, writers)
     return BuildResult(out, manifest, timer.seconds, graph)
+
+
+def _quantize_int8(cfg: BuildConfig, graph: Graph, pre, timer: StageTimer, progress):
+    from vcc.calib.calibrate import CalibrationSettings, calibrate
+    from vcc.calib.dataset import calibration_source
+    from vcc.frontends.onnx_export import export_onnx
+    from vcc.passes.quantize import insert_qdq, plan_quantization
+    from vcc.runtime.artifact import sha256_file
+
+    if cfg.calib is None:
+        raise VccError("--dtype int8 needs calibration data: --calib DIR (photos or .npy tensors)")
+    with timer.stage("calibrate"):
+        plan = plan_quantization(graph, cfg.fallback)
+        source = calibration_source(cfg.calib, graph.shape(graph.inputs[0]), pre, cfg.num_calib)
+        settings = CalibrationSettings(cfg.calib_method, cfg.percentile, cfg.num_calib)
+        calibration = calibrate(graph, plan, source, sha256_file(cfg.model), pre.to_dict(), settings,
+                                cfg.calib_cache)
+        how = "from cache " + str(cfg.calib_cache) if calibration.from_cache else \
+            f"{calibration.document['summary']['images_used']} {source.kind}"
+        progress(f"  {len(plan.nodes)} nodes int8, {len(plan.skipped)} compute nodes fp32, "
+                 f"{len(plan.tensors)} tensors calibrated ({cfg.calib_method}, {how})")
+    with timer.stage("quantize"):
+        qgraph = insert_qdq(graph, plan, calibration.quant)
+        if cfg.emit_qdq is not None:
+            import onnx
+
+            onnx.save(export_onnx(qgraph), str(cfg.emit_qdq))
+            progress(f"  QDQ model written to {cfg.emit_qdq}")
+    precisions = {n.name: "fp32" for n in qgraph.nodes}
+    for name in plan.nodes:
+        precisions[name] = "int8"
+    for n in qgraph.nodes:
+        if n.op in ("QuantizeLinear", "DequantizeLinear"):
+            precisions[n.name] = n.op
+    return qgraph, calibration, precisions
+
+
+def _node_records(graph: Graph, precisions: dict[str, str]) -> list[dict]:
+    """Per node: op, precision and, for quantize / dequantize and int8 nodes, the scales."""
+    producers = graph.producers()
+    out = []
+    for n in graph.nodes:
+        rec = {"name": n.name, "op": n.op, "precision": precisions.get(n.name, "fp32")}
+        if n.op in ("QuantizeLinear", "DequantizeLinear") and not graph.is_const(n.inputs[0]):
+            rec["scale"] = float(graph.constants[n.inputs[1]].reshape(()))
+            rec["dtype"] = str(graph.constants[n.inputs[2]].dtype)
+        if rec["precision"] == "int8":
+            dq_in = producers.get(n.inputs[0])
+            dq_w = producers.get(n.inputs[1])
+            if dq_in is not None and dq_in.op == "DequantizeLinear":
+                rec["input_scale"] = float(graph.constants[dq_in.inputs[1]].reshape(()))
+            if dq_w is not None and dq_w.op == "DequantizeLinear":
+                rec["weight_scales"] = [float(v) for v in graph.constants[dq_w.inputs[1]].reshape(-1)]
+        out.append(rec)
+    return out
 
 
 def _apply_schedules(mod, target, progress):

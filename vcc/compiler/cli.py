@@ -45,7 +45,7 @@ SizeOpt = Annotated[tuple[int, int] | None, typer.Option("--size", help="Input h
 def build(
     model: Annotated[Path, typer.Argument(help="The ONNX model to compile.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Artifact directory to write.")],
-    dtype: Annotated[str, typer.Option(help="Precision: fp32.")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="Precision: fp32 or int8.")] = "fp32",
     size: SizeOpt = None,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean in 0..1 pixel units, model channel order: '0.485,0.456,0.406'.")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std in 0..1 pixel units: '0.229,0.224,0.225'.")] = None,
@@ -54,8 +54,18 @@ def build(
     num_cores: Annotated[int | None, typer.Option(help="Cores the artifact's thread pool plans for.")] = None,
     dump_ir: Annotated[Path | None, typer.Option(help="Write the IR after every pass into this folder.")] = None,
     schedules: Annotated[bool, typer.Option("--schedules/--no-schedules", help="Use vcc's hand-written CPU schedules.")] = True,
+    calib: Annotated[Path | None, typer.Option(help="int8: folder of calibration photos (or preprocessed .npy tensors).")] = None,
+    calib_method: Annotated[str, typer.Option(help="int8: kl | kl-mxnet | percentile | minmax | mse.")] = "kl",
+    percentile: Annotated[float, typer.Option(help="int8: percentile of |x| for --calib-method percentile.")] = 99.99,
+    num_calib: Annotated[int, typer.Option(help="int8: calibration inputs used, chosen evenly over the sorted folder.")] = 50,
+    calib_cache: Annotated[Path | None, typer.Option(help="int8: calibration cache file: reused when it matches, written when absent, refused when stale.")] = None,
+    fallback: Annotated[str | None, typer.Option(help="int8: comma-separated node names kept in fp32.")] = None,
+    emit_qdq: Annotated[Path | None, typer.Option(help="int8: also write the quantized model as QDQ ONNX (runs in ONNX Runtime).")] = None,
 ) -> None:
     """Compile MODEL into a TVM artifact (a library + manifest.json) for this CPU.
+
+    --dtype int8 calibrates on --calib (KL by default), quantizes (per-channel int8 weights,
+    per-tensor uint8/int8 activations) and writes calibration.json / calibration.html too.
 
     Preprocessing comes from the model's ONNX metadata (written by `vcc export`), else from
     --size/--mean/--std/--bgr, else the input shape with RGB and ImageNet mean/std.
@@ -65,7 +75,10 @@ def build(
 
     cfg = BuildConfig(model=model, out=out, dtype=dtype, size=tuple(size) if size else None,
                       mean=_parse_floats(mean, "--mean"), std=_parse_floats(std, "--std"), bgr=bgr,
-                      mcpu=mcpu, num_cores=num_cores, dump_ir=dump_ir, schedules=schedules)
+                      mcpu=mcpu, num_cores=num_cores, dump_ir=dump_ir, schedules=schedules,
+                      calib=calib, calib_method=calib_method, percentile=percentile, num_calib=num_calib,
+                      calib_cache=calib_cache, emit_qdq=emit_qdq,
+                      fallback=tuple(f.strip() for f in fallback.split(",") if f.strip()) if fallback else ())
     result = run_build(cfg, progress=_echo)
     total = sum(result.stage_seconds.values())
     _echo(f"artifact written to {result.out} ({total:.1f} s)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import tvm
@@ -36,6 +37,7 @@ class LowerContext:
         self.graph = graph
         self.bb = bb
         self.env: dict[str, relax.Expr] = {}
+        self.producers = graph.producers()
 
     def arg(self, name: str) -> relax.Expr:
         if name not in self.env:
@@ -63,9 +65,64 @@ def _pairs(pads: list[int]) -> list[int]:
 
 # --- convolution ---------------------------------------------------------------------------------
 
+@dataclass
+class IntegerOperands:
+    """A compute node reading DequantizeLinear(q activation) and DequantizeLinear(int8 weight):
+    it runs on the integers and rescales the int32 accumulator once."""
+
+    x: relax.Expr  # the uint8 / int8 activation
+    w: np.ndarray  # int8 weights
+    bias: np.ndarray | None  # int32
+    scale: np.ndarray  # s_x * s_w, per output channel (or scalar)
+
+
+def _dq_const(cx: LowerContext, name: str) -> tuple[np.ndarray, np.ndarray, int | None] | None:
+    p = cx.producers.get(name)
+    if p is None or p.op != "DequantizeLinear" or not cx.graph.is_const(p.inputs[0]):
+        return None
+    zp = cx.graph.constants.get(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] else None
+    if zp is not None and np.any(zp != 0):
+        return None
+    return cx.graph.constants[p.inputs[0]], cx.graph.constants[p.inputs[1]], p.attrs.get("axis")
+
+
+def integer_operands(cx: LowerContext, n: Node) -> IntegerOperands | None:
+    p = cx.producers.get(n.inputs[0])
+    if p is None or p.op != "DequantizeLinear" or cx.graph.is_const(p.inputs[0]):
+        return None
+    x_scale = cx.graph.constants.get(p.inputs[1])
+    x_zp = cx.graph.constants.get(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] else None
+    if x_scale is None or x_scale.size != 1 or (x_zp is not None and np.any(x_zp != 0)):
+        return None
+    w = _dq_const(cx, n.inputs[1])
+    if w is None:
+        return None
+    bias = None
+    if len(n.inputs) > 2 and n.inputs[2]:
+        b = _dq_const(cx, n.inputs[2])
+        if b is None or b[0].dtype != np.int32:
+            return None
+        bias = b[0]
+    scale = (np.float64(x_scale.reshape(())) * w[1].astype(np.float64)).astype(np.float32)
+    return IntegerOperands(cx.arg(p.inputs[0]), w[0], bias, scale)
+
+
+def _rescale(cx: LowerContext, acc: relax.Expr, io: IntegerOperands, shape: tuple) -> relax.Expr:
+    if io.bias is not None:
+        acc = cx.bb.emit(R.add(acc, relax.const(io.bias.reshape(shape))))
+    y = cx.bb.emit(R.astype(acc, "float32"))
+    return R.multiply(y, relax.const(io.scale.reshape(shape) if io.scale.size > 1 else io.scale.reshape(())))
+
+
 @lowering("Conv")
 def _conv(cx: LowerContext, n: Node):
     a = n.attrs
+    io = integer_operands(cx, n)
+    if io is not None:
+        acc = cx.bb.emit(R.nn.conv2d(io.x, relax.const(io.w), strides=a["strides"], padding=a["pads"],
+                                     dilation=a["dilations"], groups=a["group"], data_layout="NCHW",
+                                     kernel_layout="OIHW", out_dtype="int32"))
+        return _rescale(cx, acc, io, (1, -1, 1, 1))
     x, w = cx.arg(n.inputs[0]), cx.arg(n.inputs[1])
     y = R.nn.conv2d(x, w, strides=a["strides"], padding=a["pads"], dilation=a["dilations"],
                     groups=a["group"], data_layout="NCHW", kernel_layout="OIHW")
@@ -81,6 +138,13 @@ def _conv(cx: LowerContext, n: Node):
 @lowering("ConvTranspose")
 def _conv_transpose(cx: LowerContext, n: Node):
     a = n.attrs
+    io = integer_operands(cx, n)
+    if io is not None:
+        acc = cx.bb.emit(R.nn.conv2d_transpose(
+            io.x, relax.const(io.w), strides=a["strides"], padding=a["pads"],
+            output_padding=a["output_padding"], dilation=a["dilations"], groups=a["group"],
+            data_layout="NCHW", kernel_layout="IOHW", out_dtype="int32"))
+        return _rescale(cx, acc, io, (1, -1, 1, 1))
     x, w = cx.arg(n.inputs[0]), cx.arg(n.inputs[1])
     y = R.nn.conv2d_transpose(x, w, strides=a["strides"], padding=a["pads"],
                               output_padding=a["output_padding"], dilation=a["dilations"],
@@ -297,7 +361,45 @@ def _argmax(cx, n):
 
 @lowering("MatMul")
 def _matmul(cx, n):
+    io = integer_operands(cx, n)
+    if io is not None:
+        acc = cx.bb.emit(R.matmul(io.x, relax.const(io.w), out_dtype="int32"))
+        return _rescale(cx, acc, io, (-1,))
     return R.matmul(cx.arg(n.inputs[0]), cx.arg(n.inputs[1]))
+
+
+def _per_axis(arr: np.ndarray, axis: int | None, rank: int) -> np.ndarray:
+    if arr.size == 1:
+        return arr.reshape(())
+    shape = [1] * rank
+    shape[axis if axis is not None else 1] = -1
+    return arr.reshape(shape)
+
+
+@lowering("QuantizeLinear")
+def _quantize(cx, n):
+    rank = len(cx.shape(n.inputs[0]))
+    scale = _per_axis(cx.graph.constants[n.inputs[1]], n.attrs.get("axis"), rank)
+    zp = cx.graph.constants[n.inputs[2]]
+    info = np.iinfo(zp.dtype)
+    y = cx.bb.emit(R.round(R.divide(cx.arg(n.inputs[0]), relax.const(scale.astype(np.float32)))))
+    if np.any(zp != 0):
+        y = cx.bb.emit(R.add(y, relax.const(_per_axis(zp, n.attrs.get("axis"), rank).astype(np.float32))))
+    y = cx.bb.emit(R.clip(y, float(info.min), float(info.max)))
+    return R.astype(y, zp.dtype.name)
+
+
+@lowering("DequantizeLinear")
+def _dequantize(cx, n):
+    rank = len(cx.shape(n.inputs[0]))
+    axis = n.attrs.get("axis")
+    scale = _per_axis(cx.graph.constants[n.inputs[1]], axis, rank).astype(np.float32)
+    y = cx.bb.emit(R.astype(cx.arg(n.inputs[0]), "float32"))
+    if len(n.inputs) > 2 and n.inputs[2]:
+        zp = cx.graph.constants[n.inputs[2]]
+        if np.any(zp != 0):
+            y = cx.bb.emit(R.subtract(y, relax.const(_per_axis(zp, axis, rank).astype(np.float32))))
+    return R.multiply(y, relax.const(scale))
 
 
 @lowering("Resize")

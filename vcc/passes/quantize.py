@@ -1,0 +1,272 @@
+"""int8 quantization: which nodes and tensors are quantized, and the QDQ rewrite.
+
+The scheme (TensorRT-style symmetric, chosen for the VNNI u8 x s8 dot product):
+- weights: int8 per output channel, symmetric, scale = max|w_c| / 127;
+- activations: one scale per tensor, zero point 0: uint8 (scale = T / 255) for tensors that are
+  never negative in calibration (post-ReLU, pooled, ...), int8 (scale = T / 127) otherwise, T the
+  calibrated threshold on |x|. Zero points stay 0 so padding is exact and no zero-point
+  correction terms are needed; VNNI's unsigned operand takes uint8 tensors directly and int8
+  ones shifted by 128 with the correction folded into the bias (a codegen concern);
+- bias: int32 with scale s_in * s_w[c];
+- the tensors joined by a Concat share one scale (concat is a copy of int8 data), as do the input
+  and output of max-pooling, nearest resize, reshape and transpose;
+- convolutions on a 1x1 map (the pooled attention vectors of ARM / FFM / SE blocks and ASPP's
+  image pooling) stay fp32: their cost is nil and their sigmoid gates are the known weak spot;
+- a fused activation (Relu, Clip, LeakyRelu, PRelu) after a quantized node is part of it: the
+  activation's output is the quantized tensor.
+
+The rewrite inserts QuantizeLinear -> DequantizeLinear pairs (ONNX QDQ form): the rewritten IR
+exports as a QDQ ONNX model that ONNX Runtime runs as the numerical reference, and the
+lowering turns DQ -> Conv patterns into integer convolutions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vcc.compiler.ir import Graph, Node
+from vcc.errors import VccError
+
+QUANTIZABLE = ("Conv", "ConvTranspose", "MatMul")
+FUSED_ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "PRelu")
+PASS_THROUGH = ("MaxPool", "Reshape", "Transpose", "GlobalMaxPool")  # + nearest Resize, Concat
+INT8_MAX, UINT8_MAX = 127, 255
+
+
+@dataclass
+class QuantPlan:
+    """What the int8 build quantizes: computed from the fp32 IR before calibration."""
+
+    nodes: list[str]  # quantized compute nodes
+    tensors: list[str]  # activation tensors that get a QuantizeLinear (observed in calibration)
+    groups: dict[str, str]  # tensor -> representative of its shared-scale group
+    skipped: dict[str, str] = field(default_factory=dict)  # compute node -> why it stays fp32
+
+    def group_members(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for t in self.tensors:
+            out.setdefault(self.groups[t], []).append(t)
+        return out
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    """The quantization of one activation tensor."""
+
+    scale: float
+    dtype: str  # "uint8" or "int8"
+    threshold: float
+
+    @staticmethod
+    def from_threshold(threshold: float, unsigned: bool) -> TensorQuant:
+        threshold = max(float(threshold), 1e-12)
+        levels = UINT8_MAX if unsigned else INT8_MAX
+        return TensorQuant(np.float32(threshold / levels).item(), "uint8" if unsigned else "int8", threshold)
+
+
+def _find(parent: dict[str, str], a: str) -> str:
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+def _weight_operand(g: Graph, n: Node) -> int | None:
+    """Index of the constant weight input of a quantizable node, or None if it has none."""
+    if n.op in ("Conv", "ConvTranspose"):
+        return 1 if g.is_const(n.inputs[1]) else None
+    if n.op == "MatMul":
+        b = n.inputs[1]
+        if g.is_const(b) and len(g.shape(b)) == 2 and not g.is_const(n.inputs[0]):
+            return 1
+    return None
+
+
+def plan_quantization(g: Graph, fallback: Iterable[str] = ()) -> QuantPlan:
+    fallback = set(fallback)
+    names = {n.name for n in g.nodes}
+    unknown = sorted(fallback - names)
+    if unknown:
+        raise VccError(f"--fallback names nodes that do not exist: {', '.join(unknown)} "
+                       f"(node names are listed by `vcc inspect MODEL`)")
+    consumers = g.consumers()
+    nodes, skipped = [], {}
+    inputs_q: list[str] = []
+    outputs_q: list[str] = []
+    for n in g.nodes:
+        if n.op not in QUANTIZABLE:
+            continue
+        if n.name in fallback:
+            skipped[n.name] = "--fallback"
+            continue
+        if _weight_operand(g, n) is None:
+            skipped[n.name] = "no constant weight"
+            continue
+        out_shape = g.shape(n.outputs[0])
+        if n.op in ("Conv", "ConvTranspose") and out_shape[2] * out_shape[3] == 1:
+            skipped[n.name] = "1x1 map (attention / pooling branch): fp32"
+            continue
+        if g.values[n.inputs[0]].dtype != "float32":
+            skipped[n.name] = "non-float input"
+            continue
+        nodes.append(n.name)
+        inputs_q.append(n.inputs[0])
+        out = n.outputs[0]
+        while True:  # a chain of fused activations, each the only consumer of the previous
+            cons = consumers.get(out, [])
+            if out in g.outputs or len(cons) != 1 or cons[0].op not in FUSED_ACTIVATIONS:
+                break
+            act = cons[0]
+            if act.op == "PRelu" and not g.is_const(act.inputs[1]):
+                break
+            out = act.outputs[0]
+        outputs_q.append(out)
+
+    tensors = {t for t in inputs_q + outputs_q if t not in g.outputs and t not in g.constants}
+    parent = {t: t for t in tensors}
+
+    def union(a: str, b: str) -> None:
+        for t in (a, b):
+            parent.setdefault(t, t)
+        ra, rb = _find(parent, a), _find(parent, b)
+        if ra != rb:
+            parent[rb] = ra
+
+    # scale-sharing groups, grown until nothing changes (pass-through chains can be long)
+    changed = True
+    while changed:
+        changed = False
+        for n in g.nodes:
+            out = n.outputs[0]
+            if out not in tensors:
+                continue
+            shares = n.op in PASS_THROUGH or n.op == "Concat" or \
+                (n.op == "Resize" and n.attrs.get("mode") == "nearest")
+            if not shares:
+                continue
+            for i in n.inputs:
+                if not i or i in g.constants or g.values[i].dtype != "float32" or i in g.outputs:
+                    continue
+                if i not in tensors:
+                    tensors.add(i)
+                    changed = True
+                union(i, out)
+    order = [v for n in g.nodes for v in n.outputs] + list(g.inputs)
+    rank = {v: k for k, v in enumerate(order)}
+    tensor_list = sorted(tensors, key=lambda t: rank.get(t, -1))
+    return QuantPlan(nodes=nodes, tensors=tensor_list,
+                     groups={t: _find(parent, t) if t in parent else t for t in tensor_list},
+                     skipped=skipped)
+
+
+def resolve_group_quant(plan: QuantPlan, thresholds: Mapping[str, float],
+                        nonneg: Mapping[str, bool]) -> dict[str, TensorQuant]:
+    """One TensorQuant per tensor: a shared-scale group takes its members' largest threshold and
+    is unsigned only if every member is non-negative."""
+    out: dict[str, TensorQuant] = {}
+    for members in plan.group_members().values():
+        th = max(thresholds[t] for t in members)
+        unsigned = all(nonneg[t] for t in members)
+        q = TensorQuant.from_threshold(th, unsigned)
+        for t in members:
+            out[t] = q
+    return out
+
+
+# --- the QDQ rewrite -------------------------------------------------------------------------------
+
+def quantize_weights_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per channel along `axis`: (int8 weights, float32 scales)."""
+    moved = np.moveaxis(w.astype(np.float64), axis, 0).reshape(w.shape[axis], -1)
+    amax = np.abs(moved).max(axis=1)
+    scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return q, scale
+
+
+def _weight_axis(g: Graph, n: Node) -> int | None:
+    if n.op == "Conv":
+        return 0
+    if n.op == "ConvTranspose":
+        return 1 if n.attrs["group"] == 1 else None  # grouped: per-tensor
+    return 1  # MatMul B (K, N): per output column
+
+
+def insert_qdq(graph: Graph, plan: QuantPlan, quant: Mapping[str, TensorQuant]) -> Graph:
+    """Rewrite the fp32 IR into QDQ form with the given activation quantization."""
+    g = graph.copy()
+    new_nodes: list[Node] = []
+    dq_of: dict[str, str] = {}
+    qnodes = set(plan.nodes)
+    quantized = set(plan.tensors)
+
+    def qdq(t: str) -> list[Node]:
+        q = quant[t]
+        scale = g.add_constant(g.fresh_name(f"{t}_scale"), np.float32(q.scale))
+        zp = g.add_constant(g.fresh_name(f"{t}_zero_point"), np.zeros((), dtype=q.dtype))
+        tq = g.fresh_name(f"{t}_quantized")
+        g.add_value(tq, g.shape(t), q.dtype)
+        tdq = g.fresh_name(f"{t}_dequantized")
+        g.add_value(tdq, g.shape(t), "float32")
+        dq_of[t] = tdq
+        return [Node("QuantizeLinear", g.fresh_name(f"{t}_QuantizeLinear"), [t, scale, zp], [tq]),
+                Node("DequantizeLinear", g.fresh_name(f"{t}_DequantizeLinear"), [tq, scale, zp], [tdq])]
+
+    for t in plan.tensors:  # graph inputs first
+        if t in g.inputs:
+            new_nodes.extend(qdq(t))
+    for n in g.nodes:
+        activation = n.inputs[0]
+        n.inputs = [dq_of.get(i, i) for i in n.inputs]
+        if n.name in qnodes:
+            new_nodes.extend(_quantize_params(g, n, quant[activation].scale))
+        new_nodes.append(n)
+        for o in n.outputs:
+            if o in quantized:
+                new_nodes.extend(qdq(o))
+    g.nodes = new_nodes
+    g.outputs = list(graph.outputs)
+    return g
+
+
+def _quantize_params(g: Graph, n: Node, s_in: float) -> list[Node]:
+    """Replace the node's weight (and bias) by DequantizeLinear of int8 (int32) constants."""
+    out: list[Node] = []
+    wname = n.inputs[1]
+    w = g.constants[wname]
+    axis = _weight_axis(g, n)
+    if axis is None:
+        amax = float(np.abs(w).max()) or 1.0
+        scale = np.float32(amax / INT8_MAX)
+        wq = np.clip(np.round(w / scale), -INT8_MAX, INT8_MAX).astype(np.int8)
+        w_scale = np.asarray(scale, dtype=np.float32)
+    else:
+        wq, w_scale = quantize_weights_per_channel(w, axis)
+    wq_name = g.add_constant(g.fresh_name(f"{n.name}.weight_int8"), wq)
+    ws_name = g.add_constant(g.fresh_name(f"{n.name}.weight_scale"), w_scale)
+    wzp = g.add_constant(g.fresh_name(f"{n.name}.weight_zero_point"), np.zeros(w_scale.shape, np.int8))
+    wdq = g.fresh_name(f"{n.name}.weight_dequantized")
+    g.add_value(wdq, w.shape, "float32")
+    attrs = {"axis": axis} if axis is not None and w_scale.ndim == 1 else {}
+    out.append(Node("DequantizeLinear", g.fresh_name(f"{n.name}_weight_DequantizeLinear"),
+                    [wq_name, ws_name, wzp], [wdq], attrs))
+    n.inputs[1] = wdq
+    if n.op in ("Conv", "ConvTranspose") and len(n.inputs) > 2 and n.inputs[2]:
+        b = g.constants[n.inputs[2]].astype(np.float64)
+        b_scale = (np.float64(s_in) * w_scale.astype(np.float64)).astype(np.float32)
+        b_scale = np.broadcast_to(b_scale, b.shape).astype(np.float32).copy()
+        bq = np.clip(np.round(b / b_scale), -(2**31), 2**31 - 1).astype(np.int32)
+        bq_name = g.add_constant(g.fresh_name(f"{n.name}.bias_int32"), bq)
+        bs_name = g.add_constant(g.fresh_name(f"{n.name}.bias_scale"), b_scale)
+        bzp = g.add_constant(g.fresh_name(f"{n.name}.bias_zero_point"), np.zeros(b.shape, np.int32))
+        bdq = g.fresh_name(f"{n.name}.bias_dequantized")
+        g.add_value(bdq, b.shape, "float32")
+        out.append(Node("DequantizeLinear", g.fresh_name(f"{n.name}_bias_DequantizeLinear"),
+                        [bq_name, bs_name, bzp], [bdq], {"axis": 0}))
+        n.inputs[2] = bdq
+    return out
