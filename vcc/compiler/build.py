@@ -125,6 +125,10 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
     if calibration is not None:
         from vcc.calib.calibrate import write_json
 
+        manifest["quantization"] = {"scheme": "int8 per-channel symmetric weights, per-tensor uint8/int8 "
+                                              "activations with zero point 0, int32 bias",
+                                    "fallback": list(cfg.fallback),
+                                    "int8_nodes": [n["name"] for n in manifest["nodes"] if n["precision"] == "int8"]}
         manifest["calibration"] = {"method": cfg.calib_method, "file": "calibration.json",
                                    "images": calibration.document["summary"]["images_used"],
                                    "from_cache": calibration.from_cache,
