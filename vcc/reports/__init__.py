@@ -1,0 +1,1 @@
+"""Reports: accuracy-diff metrics, ground-truth label loaders, palettes."""
