@@ -147,3 +147,13 @@ def test_output_comparison_identical_and_errors():
         cmp.add(np.zeros((1, 3, 2, 2)), np.zeros((1, 3, 2, 2)), name="x")
     with pytest.raises(VccError, match="shape"):
         cmp.add(ref, ref[:, :, :2])
+
+
+def test_output_comparison_keeps_nan_visible():
+    ref = np.ones((1, 2, 2, 2))
+    bad = ref.copy()
+    bad[0, 0, 0, 0] = np.nan
+    cmp = OutputComparison()
+    cmp.add(ref, bad, name="broken")
+    cmp.add(ref, ref, name="fine")
+    assert math.isnan(cmp.summary()["max_abs_diff"])

@@ -174,8 +174,9 @@ class OutputComparison:
         max_ref = float(np.abs(r).max()) if r.size else 0.0
         signal, noise = float(np.sum(r * r)), float(np.sum(d * d))
         agree = int(np.count_nonzero(a == b))
-        self._max_abs = max(self._max_abs, abs_d)
-        self._max_ref = max(self._max_ref, max_ref)
+        # np.maximum keeps a NaN (a broken output) visible in the overall figure; max() drops it
+        self._max_abs = float(np.maximum(self._max_abs, abs_d))
+        self._max_ref = float(np.maximum(self._max_ref, max_ref))
         self._signal += signal
         self._noise += noise
         self._agree += agree
