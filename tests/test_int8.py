@@ -1,0 +1,203 @@
+"""int8: the quantization plan, the QDQ rewrite, integer codegen, calibration data and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from subjects import BiSeNetShaped, EfficientShaped, seeded
+
+from vcc.calib.calibrate import CalibrationSettings, calibrate
+from vcc.calib.dataset import calibration_source, choose_evenly
+from vcc.calib.preprocess import Preprocess
+from vcc.errors import VccError
+from vcc.frontends.onnx_export import export_onnx
+from vcc.frontends.onnx_import import load_model
+from vcc.frontends.torch_export import export_torch
+from vcc.passes import PassManager, default_fp32_pipeline
+from vcc.passes.quantize import TensorQuant, insert_qdq, plan_quantization, quantize_weights_per_channel
+from vcc.runtime.reference import OrtSession
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def bisenet(tmp_path_factory):
+    path = tmp_path_factory.mktemp("q") / "bisenet_shaped.onnx"
+    export_torch(seeded(BiSeNetShaped(num_classes=5, width=16)), (1, 3, SIZE, SIZE), path)
+    graph = PassManager(default_fp32_pipeline()).run(load_model(path))
+    return path, graph
+
+
+def test_plan_quantizes_convs_and_shares_concat_scales(bisenet):
+    _, g = bisenet
+    plan = plan_quantization(g)
+    convs = [n for n in g.nodes if n.op == "Conv"]
+    skipped = {n.name for n in convs if n.name not in plan.nodes}
+    # exactly the convs on a 1x1 map (ARM / FFM attention vectors, global context) stay fp32
+    assert skipped == {n.name for n in convs if np.prod(g.shape(n.outputs[0])[2:]) == 1}
+    assert len(skipped) == 5 and all("1x1 map" in plan.skipped[s] for s in skipped)
+    assert g.inputs[0] in plan.tensors and g.outputs[0] not in plan.tensors
+    concat = next(n for n in g.nodes if n.op == "Concat")
+    groups = {plan.groups[t] for t in concat.inputs + concat.outputs if t in plan.groups}
+    assert len(groups) == 1, "a Concat's inputs and output share one scale"
+    with pytest.raises(VccError, match="do not exist: nope"):
+        plan_quantization(g, fallback=["nope"])
+    fb = plan_quantization(g, fallback=[plan.nodes[0]])
+    assert plan.nodes[0] not in fb.nodes and fb.skipped[plan.nodes[0]] == "--fallback"
+
+
+def test_weights_per_channel_symmetric():
+    w = np.random.default_rng(0).standard_normal((8, 4, 3, 3)).astype(np.float32)
+    w[3] *= 100  # one channel 100x larger must not hurt the others
+    q, s = quantize_weights_per_channel(w, axis=0)
+    assert q.dtype == np.int8 and s.shape == (8,) and np.abs(q).max() == 127
+    err = np.abs(q * s.reshape(-1, 1, 1, 1) - w).max(axis=(1, 2, 3))
+    assert np.all(err <= s / 2 + 1e-7)
+    assert s[3] > 50 * s[0]
+
+
+def test_tensor_quant_dtype_and_scale():
+    assert TensorQuant.from_threshold(2.55, unsigned=True) == TensorQuant(np.float32(0.01).item(), "uint8", 2.55)
+    q = TensorQuant.from_threshold(1.27, unsigned=False)
+    assert q.dtype == "int8" and abs(q.scale - 0.01) < 1e-9
+
+
+def test_qdq_model_and_int8_codegen_match_on_real_images(bisenet, data, tmp_path):
+    """Calibrate on real photos, run the QDQ model in ORT and the integer TVM build on them."""
+    import tvm
+    from tvm import relax
+
+    from vcc.calib.preprocess import list_images, load_image
+    from vcc.runtime.codegen import compile_relax, cpu_target
+    from vcc.runtime.lower import lower_to_relax
+
+    path, g = bisenet
+    plan = plan_quantization(g)
+    pre = Preprocess(size=(SIZE, SIZE))
+    src = calibration_source(data / "images" / "voc2012_vainf_samples", g.shape(g.inputs[0]), pre, 6)
+    cal = calibrate(g, plan, src, "0" * 64, pre.to_dict(), CalibrationSettings("kl"), progress=False)
+    qg = insert_qdq(g, plan, cal.quant)
+    ops = [n.op for n in qg.nodes]
+    assert ops.count("QuantizeLinear") == len(plan.tensors)
+    rec = {r["name"]: r for r in cal.document["tensors"]}
+    relu_out = next(n.outputs[0] for n in g.nodes if n.op == "Relu" and n.outputs[0] in rec)
+    assert rec[relu_out]["dtype"] == "uint8" and rec[g.inputs[0]]["dtype"] == "int8"
+    sim = OrtSession(export_onnx(qg), optimize=False)
+    fp32 = OrtSession(path)
+    vm = relax.VirtualMachine(compile_relax(lower_to_relax(qg), cpu_target()), tvm.cpu())
+    for img in list_images(data / "images" / "celebamask_hq_maskgan"):
+        x = load_image(img, pre)
+        ref, q_sim = fp32.run(x)[0], sim.run(x)[0]
+        art = vm["main"](tvm.runtime.tensor(x)).numpy()
+        scale = np.abs(ref).max()
+        assert np.abs(q_sim - ref).max() < 0.25 * scale, "int8 simulation far from fp32"
+        # the integer build differs from the float simulation only by rounding steps
+        assert np.abs(art - q_sim).max() < 0.1 * scale
+
+
+def test_calibration_is_deterministic_and_cached(bisenet, data, tmp_path):
+    path, g = bisenet
+    plan = plan_quantization(g)
+    pre = Preprocess(size=(SIZE, SIZE))
+    folder = data / "images" / "voc2012_vainf_samples"
+    docs = []
+    for _ in range(2):
+        src = calibration_source(folder, g.shape(g.inputs[0]), pre, 5)
+        docs.append(calibrate(g, plan, src, "a" * 64, pre.to_dict(), CalibrationSettings("percentile"),
+                              progress=False).document)
+    assert json.dumps(docs[0], sort_keys=True) == json.dumps(docs[1], sort_keys=True)
+    cache = tmp_path / "calib.json"
+    src = calibration_source(folder, g.shape(g.inputs[0]), pre, 5)
+    first = calibrate(g, plan, src, "a" * 64, pre.to_dict(), CalibrationSettings("kl"), cache, progress=False)
+    again = calibrate(g, plan, src, "a" * 64, pre.to_dict(), CalibrationSettings("kl"), cache, progress=False)
+    assert not first.from_cache and again.from_cache and again.quant == first.quant
+    with pytest.raises(VccError, match="stale calibration cache.*method"):
+        calibrate(g, plan, src, "a" * 64, pre.to_dict(), CalibrationSettings("minmax"), cache, progress=False)
+    with pytest.raises(VccError, match="stale calibration cache.*model_sha256"):
+        calibrate(g, plan, src, "b" * 64, pre.to_dict(), CalibrationSettings("kl"), cache, progress=False)
+
+
+def test_calibration_sources(tmp_path, data):
+    assert choose_evenly(list(range(10)), 3) == [0, 4, 9]
+    assert choose_evenly(list(range(3)), 10) == [0, 1, 2]
+    shape = (1, 3, 8, 8)
+    npy = tmp_path / "npy"
+    npy.mkdir()
+    for k in range(4):
+        np.save(npy / f"{k}.npy", np.full((3, 8, 8), k, np.float32))
+    src = calibration_source(npy, shape, None, 2)
+    arrays = list(src)
+    assert src.kind == "npy" and len(arrays) == 2 and arrays[1].shape == shape and arrays[1][0, 0, 0, 0] == 3
+    np.save(npy / "5.npy", np.zeros((3, 9, 8), np.float32))
+    with pytest.raises(VccError, match=r"5.npy: tensor of shape \[3, 9, 8\] does not match"):
+        list(calibration_source(npy, shape, None, None))
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(mixed / "grey.png")
+    Image.fromarray(np.zeros((10, 10, 4), np.uint8)).save(mixed / "rgba.png")
+    (mixed / "broken.jpg").write_bytes(b"not a jpeg")
+    src = calibration_source(mixed, shape, Preprocess(size=(8, 8)), 50)
+    assert [p.name for p in src.files] == ["grey.png", "rgba.png"] and src.skipped[0].endswith("broken.jpg")
+    assert all(x.shape == shape for x in src)
+
+
+def _tiny_model(tmp_path):
+    path = tmp_path / "eff.onnx"
+    export_torch(seeded(EfficientShaped(num_classes=2, width=8)), (1, 3, 64, 64), path)
+    return path
+
+
+def test_int8_error_paths(tmp_path, cli, data):
+    model = _tiny_model(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    proc = cli("build", model, "--dtype", "int8", "--calib", empty, "--out", out, check=2)
+    assert "no calibration images or .npy tensors found" in proc.stderr
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"garbage")
+    (bad / "b.png").write_bytes(b"\x89PNG broken")
+    proc = cli("build", model, "--dtype", "int8", "--calib", bad, "--out", out, check=2)
+    assert "none of the 2 image files could be read" in proc.stderr
+    proc = cli("build", model, "--dtype", "int8", "--out", out, check=2)
+    assert "needs calibration data: --calib" in proc.stderr
+    photos = data / "images" / "celebamask_hq_maskgan"
+    proc = cli("build", model, "--dtype", "int8", "--calib", photos, "--fallback", "no_such_node",
+               "--out", out, check=2)
+    assert "--fallback names nodes that do not exist: no_such_node" in proc.stderr
+    proc = cli("build", model, "--dtype", "int8", "--calib", photos, "--calib-method", "magic",
+               "--out", out, check=2)
+    assert "unknown --calib-method 'magic'" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_int8_build_writes_calibration_and_reuses_cache(tmp_path, cli, data):
+    model = _tiny_model(tmp_path)
+    photos = data / "images" / "voc2012_vainf_samples"
+    cache = tmp_path / "calib-cache.json"
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"int8-{k}"
+        proc = cli("build", model, "--dtype", "int8", "--calib", photos, "--num-calib", "6", "--calib-cache", cache,
+                   "--out", out, "--emit-qdq", tmp_path / "qdq.onnx", check=0)
+        outs.append(out)
+    assert "from cache" in proc.stderr
+    manifest = json.loads((outs[1] / "manifest.json").read_text())
+    assert manifest["dtype"] == "int8" and manifest["calibration"]["from_cache"]
+    precisions = {n["precision"] for n in manifest["nodes"]}
+    assert {"int8", "fp32", "QuantizeLinear", "DequantizeLinear"} <= precisions
+    int8 = [n for n in manifest["nodes"] if n["precision"] == "int8"]
+    assert all("input_scale" in n and n["weight_scales"] for n in int8)
+    assert (outs[0] / "calibration.json").read_bytes() == (outs[1] / "calibration.json").read_bytes()
+    cal = json.loads((outs[0] / "calibration.json").read_text())
+    assert cal["summary"]["images_used"] == 6 and cal["key"]["method"] == "kl"
+    # a stale cache is refused: same file, other method
+    proc = cli("build", model, "--dtype", "int8", "--calib", photos, "--num-calib", "6", "--calib-cache", cache,
+               "--calib-method", "percentile", "--out", tmp_path / "stale", check=2)
+    assert "stale calibration cache" in proc.stderr and "method" in proc.stderr
+    assert not (tmp_path / "stale").exists()
