@@ -1,0 +1,1 @@
+"""Calibration: observers, threshold search, calibration data, cache and report."""
