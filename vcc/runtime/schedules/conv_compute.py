@@ -149,5 +149,3 @@ def legalize_packed_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Ex
                           **common)
     return _default_conv2d_legalize()(bb, call)
 
-
-LEGALIZE_MAP = {"relax.nn.conv2d": legalize_packed_conv2d}

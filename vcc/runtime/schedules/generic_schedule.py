@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from tvm import s_tir
 
+from .resize_compute import RESIZE_ROWS
 from .tir_util import (
     VECTOR_LANES,
     block_name,
@@ -27,7 +28,7 @@ REDUCE = 2  # IterVar kind of a reduction axis
 
 def schedule_generic_func(sch: s_tir.Schedule) -> str:
     """Schedule a conv-free fused function; returns "injective" or "reduction"."""
-    inline_spatial_blocks(sch, keep=set())
+    inline_spatial_blocks(sch, keep=set(), keep_prefixes=(RESIZE_ROWS,))
     kinds = []
     for block in top_blocks(sch):
         name = block_name(sch, block)

@@ -20,15 +20,18 @@ from tvm import relax, s_tir, tirx
 
 from vcc.errors import VccError
 
-from .conv_compute import CONV_BLOCK, DWCONV_BLOCK, LEGALIZE_MAP
+from .conv_compute import CONV_BLOCK, DWCONV_BLOCK, legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
 from .generic_schedule import schedule_generic_func
 from .pack import pack_channels
 from .report import FuncRecord, ScheduleReport
+from .resize_compute import legalize_resize2d
 from .tir_util import block_name, loop_extents, top_blocks
 
 SCHEDULED_ATTR = "tirx.is_scheduled"
 _SCHEDULE_ERRORS = (RuntimeError, ValueError)
+LEGALIZE_MAP = {"relax.nn.conv2d": legalize_packed_conv2d,
+                "relax.image.resize2d": legalize_resize2d}
 
 
 def optimize_for_cpu(mod: tvm.IRModule, target: tvm.target.Target | dict

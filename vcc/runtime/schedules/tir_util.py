@@ -29,11 +29,13 @@ def output_blocks(sch: s_tir.Schedule) -> list[str]:
     return [block_name(sch, b) for b in sch.get_output_blocks(sch.get_sblock("root"))]
 
 
-def inline_spatial_blocks(sch: s_tir.Schedule, keep: set[str]) -> None:
+def inline_spatial_blocks(sch: s_tir.Schedule, keep: set[str],
+                          keep_prefixes: tuple[str, ...] = ()) -> None:
     """Inline every spatial, non-output block not named in `keep` into its consumers.
 
     A block that feeds a kept block directly stays materialised: inlining it into a reduction
-    would recompute it once per reduction step.
+    would recompute it once per reduction step. Blocks whose names start with one of
+    `keep_prefixes` are kept too (stages that exist to be materialised).
     """
     outputs = set(output_blocks(sch))
     changed = True
@@ -41,7 +43,8 @@ def inline_spatial_blocks(sch: s_tir.Schedule, keep: set[str]) -> None:
         changed = False
         for block in top_blocks(sch):
             name = block_name(sch, block)
-            if name in keep or name in outputs or not is_spatial(sch, block):
+            if name in keep or name in outputs or not is_spatial(sch, block) \
+                    or name.startswith(keep_prefixes):
                 continue
             consumers = {block_name(sch, c) for c in sch.get_consumers(block)}
             if consumers & keep:
