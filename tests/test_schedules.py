@@ -140,14 +140,32 @@ def test_groups_without_whole_blocks_fall_back_to_topi_with_generic_schedule():
     assert f.schedule == "reduction" and f.macs == 32 * 8 * 9 * 16 * 16
 
 
-def test_conv_transpose_is_generic():
+@pytest.mark.parametrize("cin, cout, k, stride, pad, out_pad", [
+    (16, 16, 4, 2, 1, 0),  # UNet-style 2x upsampling: 4 phases of 2x2 taps
+    (16, 2, 2, 2, 0, 0),  # classifier deconv: 1x1 taps, output channels padded to a block
+    (8, 16, 3, 2, 1, 1),  # phases with 1 and 2 taps, unpacked input
+])
+def test_conv_transpose_becomes_phase_convs(cin, cout, k, stride, pad, out_pad):
     def body(bb, x):
-        y = bb.emit(R.nn.conv2d_transpose(x, const(16, 16, 4, 4), strides=2, padding=(1, 1, 1, 1),
+        y = bb.emit(R.nn.conv2d_transpose(x, const(cin, cout, k, k), strides=stride,
+                                          padding=(pad,) * 4, output_padding=out_pad,
                                           kernel_layout="IOHW"))
-        return bb.emit(R.nn.relu(bb.emit(R.add(y, const(1, 16, 1, 1)))))
+        return bb.emit(R.nn.relu(bb.emit(R.add(y, const(1, cout, 1, 1)))))
+
+    report = check(graph(body, (1, cin, 8, 8)), (1, cin, 8, 8))
+    assert report.layout["conv_transpose_phases"] == stride * stride
+    convs = [f for f in report.functions if f.schedule == "conv"]
+    assert sum(f.calls for f in convs) == stride * stride and not report.fallbacks
+    assert report.macs() == cin * (cout + -cout % 16) * k * k * 8 * 8  # the useful MACs only
+
+
+def test_grouped_conv_transpose_stays_topi():
+    def body(bb, x):
+        return bb.emit(R.nn.conv2d_transpose(x, const(16, 8, 4, 4), strides=2, padding=(1,) * 4,
+                                             groups=2, kernel_layout="IOHW"))
 
     report = check(graph(body, (1, 16, 8, 8)), (1, 16, 8, 8))
-    assert len(report.functions) >= 1 and not report.fallbacks
+    assert "conv_transpose_phases" not in report.layout and not report.fallbacks
 
 
 # --- the ops around the convolutions ---------------------------------------------------------------

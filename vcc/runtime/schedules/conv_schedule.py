@@ -11,6 +11,7 @@ vectorised pass so the inner loop has no bounds checks.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from tvm import s_tir
@@ -83,13 +84,15 @@ def schedule_conv_func(sch: s_tir.Schedule) -> str:
     reduce_extents = loop_extents(sch, conv)[5:]
     _, ocb, _, ow, _ = out_shape
     tile = choose_tile(ocb, ow, depthwise)
-    import os
     if os.environ.get("VCC_TILE"):
         a, b = os.environ["VCC_TILE"].split("x")
         tile = ConvTile(int(a), int(b))
     _tile_conv(sch, conv, epilogue, tile, reduce_extents)
     for pad in pads:
-        schedule_elementwise(sch, pad)
+        if os.environ.get("VCC_PAD_INLINE"):
+            sch.compute_inline(pad)
+        else:
+            schedule_elementwise(sch, pad)
     kind = "depthwise" if depthwise else "conv"
     return kind
 

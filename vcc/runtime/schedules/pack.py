@@ -225,6 +225,93 @@ def _conv2d(p: Packer, call: relax.Call) -> Value:
     return Value(R.strided_slice(full, axes=[1], begin=[0], end=[cout], assume_inbound=True), PLAIN)
 
 
+@dataclass(frozen=True)
+class _Phase:
+    """One output phase r of a stride-s transposed convolution along one axis, as a conv."""
+
+    taps: tuple[int, ...]  # kernel indices, in correlation order
+    pad_before: int
+    pad_after: int
+
+
+def _transpose_phases(size_in: int, kernel: int, stride: int, pad_begin: int,
+                      size_out: int) -> list[_Phase] | None:
+    """out[s*q + r] = sum_j x[q - pad_before + j] * w[taps[j]]: a stride-1 conv per phase r.
+
+    None when a phase needs cropping, has no taps, or the phases differ in length (the output
+    size is no multiple of the stride).
+    """
+    if size_out % stride:
+        return None
+    phases = []
+    for r in range(stride):
+        k0 = (r + pad_begin) % stride
+        taps = list(range(k0, kernel, stride))
+        if not taps:
+            return None
+        c = (r + pad_begin - k0) // stride
+        before = len(taps) - 1 - c
+        after = size_out // stride - size_in - before + len(taps) - 1
+        if before < 0 or after < 0:
+            return None
+        phases.append(_Phase(tuple(reversed(taps)), before, after))
+    return phases
+
+
+@rule("relax.nn.conv2d_transpose")
+def _conv2d_transpose(p: Packer, call: relax.Call) -> Value:
+    """Stride-s transposed conv -> s*s packed stride-1 convs on the input, interleaved.
+
+    TOPI's form convolves a zero-dilated input (s*s times the work); the sub-pixel phases do
+    only the useful multiply-adds and each runs under the conv-tiled schedule.
+    """
+    a = call.attrs
+    data, weight = call.args
+    dshape, oshape = static_shape(data), static_shape(call)
+    if (str(a.data_layout), str(a.kernel_layout)) != ("NCHW", "IOHW") or int(a.groups) != 1 \
+            or any(int(d) != 1 for d in a.dilation) or not _is_const(weight) or dshape is None \
+            or oshape is None or _dtype(data) != "float32" \
+            or str(a.out_layout) not in ("NCHW", "") \
+            or (a.out_dtype is not None and str(a.out_dtype) not in ("", "float32")):
+        return p.keep_plain(call)
+    w = _const_np(weight).astype(np.float32)  # (in, out, kh, kw)
+    cin, cout, kh, kw = w.shape
+    sy, sx = (int(s) for s in a.strides)
+    pt, pl = int(a.padding[0]), int(a.padding[1])
+    rows = _transpose_phases(dshape[2], kh, sy, pt, oshape[2])
+    cols = _transpose_phases(dshape[3], kw, sx, pl, oshape[3])
+    cout_pad = -cout % BLOCK
+    form = _conv_plan(cin, cout + cout_pad, 1)
+    if rows is None or cols is None or form is None:
+        return p.keep_plain(call)
+    x = p.plain(data) if form == "plain_input" else p.packed(data)
+    n, cb = oshape[0], (cout + cout_pad) // BLOCK
+    qy, qx = oshape[2] // sy, oshape[3] // sx
+    row_parts = []
+    for ry in rows:
+        col_parts = []
+        for rx in cols:
+            sub = w[:, :, list(ry.taps), :][:, :, :, list(rx.taps)].transpose(1, 0, 2, 3)
+            if cout_pad:
+                sub = np.concatenate([sub, np.zeros((cout_pad, *sub.shape[1:]), np.float32)])
+            y = p.bb.emit(R.nn.conv2d(
+                x, relax.const(_pack_weight(np.ascontiguousarray(sub), form)),
+                padding=(ry.pad_before, rx.pad_before, ry.pad_after, rx.pad_after),
+                data_layout="NCHW" if form == "plain_input" else "NCHW16c",
+                kernel_layout=KERNEL_LAYOUT[form], out_layout="NCHW16c", out_dtype="float32"))
+            col_parts.append(p.bb.emit(R.reshape(y, (n, cb, qy, qx, 1, BLOCK))))
+        row = p.bb.emit(R.concat(col_parts, axis=4))
+        row_parts.append(p.bb.emit(R.reshape(row, (n, cb, qy, 1, qx * sx, BLOCK))))
+    full = p.bb.emit(R.reshape(p.bb.emit(R.concat(row_parts, axis=3)),
+                               (n, cb, qy * sy, qx * sx, BLOCK)))
+    p.counts["conv_transpose_phases"] = p.counts.get("conv_transpose_phases", 0) + len(rows) * len(cols)
+    if not cout_pad:
+        return Value(full, PACKED)
+    p.counts["conv_out_padded"] = p.counts.get("conv_out_padded", 0) + 1
+    plain = p.bb.emit(R.layout_transform(full, index_map=_unpack_map))
+    return Value(R.strided_slice(plain, axes=[1], begin=[0], end=[cout], assume_inbound=True), PLAIN)
+
+
 # --- elementwise -------------------------------------------------------------------------------
 
 UNARY = ("relax.nn.relu", "relax.sigmoid", "relax.tanh", "relax.exp", "relax.clip",

@@ -13,6 +13,7 @@ legalize, and each scheduled PrimFunc carries "tirx.is_scheduled".
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import tvm
@@ -56,13 +57,27 @@ def optimize_for_cpu(mod: tvm.IRModule, target: tvm.target.Target | dict
             relax.transform.DeadCodeElimination(["main"]),
         ])(packed)
     report = ScheduleReport(layout=counts)
+    calls = call_counts(fused["main"])
     for gv, func in list(fused.functions.items()):
         if not isinstance(func, tirx.PrimFunc):
             continue
         new_func, record = schedule_function(gv.name_hint, func, target)
         fused[gv] = new_func
-        report.functions.append(record)
+        report.functions.append(dataclasses.replace(record, calls=calls.get(gv.name_hint, 0)))
     return fused, report
+
+
+def call_counts(main: relax.Function) -> dict[str, int]:
+    """How often "main" calls each PrimFunc (call_tir sites)."""
+    counts: dict[str, int] = {}
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) \
+                    and value.op.name == "relax.call_tir":
+                name = value.args[0].name_hint
+                counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def conv_macs(func: tirx.PrimFunc) -> int:

@@ -17,8 +17,9 @@ class FuncRecord:
     name: str
     kind: str  # ops fused in it, from FuseOps' naming ("conv2d_nchwc_add_relu", "resize2d", ...)
     schedule: str  # one of HAND + GENERIC + FALLBACK
-    macs: int = 0  # multiply-accumulates of its convolutions (0 for other ops)
+    macs: int = 0  # multiply-accumulates of its convolutions per call (0 for other ops)
     note: str = ""  # why a function fell back
+    calls: int = 1  # call sites in "main" (FuseTIR shares one function between equal layers)
 
     @property
     def fell_back(self) -> bool:
@@ -39,7 +40,8 @@ class ScheduleReport:
         return [f for f in self.functions if f.fell_back]
 
     def macs(self, schedules: tuple[str, ...] | None = None) -> int:
-        return sum(f.macs for f in self.functions if schedules is None or f.schedule in schedules)
+        return sum(f.macs * f.calls for f in self.functions
+                   if schedules is None or f.schedule in schedules)
 
     def summary(self) -> str:
         total = self.macs()
@@ -50,10 +52,10 @@ class ScheduleReport:
                 f"{len(self.fallbacks)} fallback; conv MACs hand-scheduled {hand}/{total} ({share})")
 
     def table(self) -> str:
-        rows = [("function", "schedule", "MACs", "note")]
-        for f in sorted(self.functions, key=lambda r: (-r.macs, r.name)):
-            rows.append((f.name, f.schedule, f"{f.macs:,}" if f.macs else "", f.note))
-        widths = [max(len(r[k]) for r in rows) for k in range(4)]
+        rows = [("function", "calls", "schedule", "MACs per call", "note")]
+        for f in sorted(self.functions, key=lambda r: (-r.macs * r.calls, r.name)):
+            rows.append((f.name, str(f.calls), f.schedule, f"{f.macs:,}" if f.macs else "", f.note))
+        widths = [max(len(r[k]) for r in rows) for k in range(5)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         return "\n".join([self.summary(), *lines])
 
