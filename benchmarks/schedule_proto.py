@@ -146,7 +146,6 @@ class Weights:
 
 def bisenet(net, wts: Weights, x, size: int):
     """ResNet18 context path + ARM/FFM attention, concat and resize heads (face-parsing BiSeNet)."""
-    shapes = {}
 
     def cbr(t, cin, cout, k, stride=1, relu=True):
         w, b = wts.conv(cin, cout, k)
@@ -169,8 +168,7 @@ def bisenet(net, wts: Weights, x, size: int):
             return net.resize(t, (hw, hw), mode, channels=ch)
         return net.resize(t, (hw, hw), mode)
 
-    s2, s4, s8, s16, s32 = (size // f for f in (2, 4, 8, 16, 32))
-    shapes.update(s2=s2)
+    s8, s16, s32 = (size // f for f in (8, 16, 32))
     y = cbr(x, 3, 64, 7, stride=2)
     y = net.maxpool(y)
     for cin, cout, stride in ((64, 64, 1), (64, 64, 1)):
@@ -287,9 +285,7 @@ def main() -> None:
     print(f"{'runtime':24s} {'median ms':>10s} {'min ms':>9s} {'build s':>12s} {'max rel err':>12s}")
     for name, med, best, build, err in rows:
         print(f"{name:24s} {med * 1e3:10.1f} {best * 1e3:9.1f} {build:>12s} {err:12.2e}")
-    print(report.summary())
-    if args.report:
-        print(report.table())
+    print(report.table() if args.report else report.summary())
 
 
 if __name__ == "__main__":

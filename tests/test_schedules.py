@@ -219,6 +219,24 @@ def test_prelu_as_lowered_and_leaky_clip():
     assert schedules(report).get("conv") == 2
 
 
+def test_tuple_output_with_packed_and_reshaped_members():
+    def body(bb, x):
+        y = conv(bb, x, 16, 32)
+        z = conv(bb, y, 32, 32)
+        return relax.Tuple([y, z, bb.emit(R.reshape(z, (1, 32, 64)))])
+
+    mod = graph(body, (1, 16, 8, 8))
+    x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    opt, report = optimize_for_cpu(mod, TARGET)
+    outs = [relax.VirtualMachine(tvm.compile(m, target=TARGET), tvm.cpu())["main"](tvm.runtime.tensor(x))
+            for m in (mod, opt)]
+    for ref, got in zip(*outs, strict=True):
+        ref, got = ref.numpy(), got.numpy()
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert report.layout["to_nchw"] == 2  # y and z each leave the packed layout once
+
+
 # --- pieces -------------------------------------------------------------------------------------
 
 def test_pack_array_and_tiles():

@@ -11,6 +11,8 @@ vectorised pass so the inner loop has no bounds checks.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
@@ -28,12 +30,25 @@ from .tir_util import (
 # Register budget: 32 zmm registers; accumulators oc_tile * ow_tile, plus weights and input.
 MAX_ACCUMULATORS = 24
 OW_TILES = (8, 7, 6, 5, 4)
+L2_BYTES = 1 << 20  # what one thread may count on keeping in its 2 MiB L2
 
 
 @dataclass(frozen=True)
 class ConvTile:
     oc_tile: int  # packed output-channel blocks per tile
     ow_tile: int  # output columns per tile
+    rows_outer: bool = False  # (n, row, oc-block) order instead of (n, oc-block, row)
+
+
+def stream_rows_outer(weight_bytes: int, input_bytes: int, rows: int, oc_steps: int) -> bool:
+    """Whether walking output rows outermost moves fewer bytes through the caches.
+
+    Rows outermost streams the input once and all weights once per row (unless they stay in
+    L2); oc-blocks outermost streams the weights once and the input once per oc step.
+    """
+    rows_outer = input_bytes + (weight_bytes if weight_bytes <= L2_BYTES else weight_bytes * rows)
+    oc_outer = weight_bytes + (input_bytes if input_bytes <= L2_BYTES else input_bytes * oc_steps)
+    return rows_outer < oc_outer
 
 
 def choose_tile(ocb: int, ow: int, depthwise: bool) -> ConvTile:
@@ -82,11 +97,19 @@ def schedule_conv_func(sch: s_tir.Schedule) -> str:
                          f"{[block_name(sch, b) for b in consumers]}")
     conv = sch.get_sblock(conv_name)
     reduce_extents = loop_extents(sch, conv)[5:]
-    _, ocb, _, ow, _ = out_shape
+    _, ocb, oh, ow, _ = out_shape
     tile = choose_tile(ocb, ow, depthwise)
     if os.environ.get("VCC_TILE"):
         a, b = os.environ["VCC_TILE"].split("x")
         tile = ConvTile(int(a), int(b))
+    in_channels = math.prod(reduce_extents[:1] + reduce_extents[3:])  # (icb, kh, kw, ici) or (ic, kh, kw)
+    taps = math.prod(reduce_extents[1:3])
+    weight_bytes = 4 * ocb * 16 * in_channels * taps
+    input_bytes = 4 * in_channels * oh * ow * (16 if depthwise else 1)
+    rows_outer = depthwise or stream_rows_outer(weight_bytes, input_bytes, oh, ocb // tile.oc_tile)
+    if os.environ.get("VCC_ROWS"):
+        rows_outer = os.environ["VCC_ROWS"] == "1"
+    tile = dataclasses.replace(tile, rows_outer=rows_outer)
     _tile_conv(sch, conv, epilogue, tile, reduce_extents)
     for pad in pads:
         if os.environ.get("VCC_PAD_INLINE"):
@@ -102,7 +125,8 @@ def _tile_conv(sch: s_tir.Schedule, conv, epilogue, tile: ConvTile,
     n, ob, oh, ow, oi = sch.get_loops(epilogue)
     ob_o, ob_i = sch.split(ob, [None, tile.oc_tile])
     ow_o, ow_i = sch.split(ow, [None, tile.ow_tile])
-    sch.reorder(n, ob_o, oh, ow_o, ob_i, ow_i, oi)
+    outer = (n, oh, ob_o) if tile.rows_outer else (n, ob_o, oh)
+    sch.reorder(*outer, ow_o, ob_i, ow_i, oi)
     sch.compute_at(conv, ow_o)
     sch.set_scope(conv, 0, "local")
 
@@ -128,7 +152,7 @@ def _tile_conv(sch: s_tir.Schedule, conv, epilogue, tile: ConvTile,
     for lp in e_loops[:-1]:
         if int(sch.get(lp).extent) > 1:
             sch.unroll(lp)
-    sch.parallel(sch.fuse(n, ob_o, oh))
+    sch.parallel(sch.fuse(*outer))
     # Last: parallel/vectorize refuse a loop nest that holds a separate init block.
     if reduce_roles:
         sch.decompose_reduction(conv, roles[reduce_roles[0]])

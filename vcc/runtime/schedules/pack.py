@@ -84,6 +84,7 @@ class Packer:
         self._plain: dict[relax.Var, relax.Expr] = {}
         self._packed: dict[relax.Var, relax.Expr] = {}
         self.counts: dict[str, int] = {}
+        self.tuple_source: dict[relax.Var, relax.Tuple] = {}  # vars bound to a tuple literal
 
     # --- values -------------------------------------------------------------------------------
     def value(self, old: relax.Expr) -> Value:
@@ -114,6 +115,10 @@ class Packer:
         return out
 
     def _plain_tuple(self, old: relax.Expr, val: Value) -> relax.Expr:
+        if isinstance(old, relax.Var) and old in self.tuple_source:
+            old = self.tuple_source[old]
+        if isinstance(old, relax.Tuple):
+            return relax.Tuple([self.plain(f) for f in old.fields])
         items = []
         for k, lay in enumerate(val.layout):
             item = relax.TupleGetItem(val.expr, k)
@@ -523,6 +528,8 @@ def pack_channels(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, int]]:
             for param in func.params:
                 packer.env[param] = Value(param, PLAIN)
             for b in bindings:
+                if isinstance(b.value, relax.Tuple):
+                    packer.tuple_source[b.var] = b.value
                 val = _rewrite(packer, b.value)
                 expr = val.expr
                 if not isinstance(expr, relax.Var):
