@@ -508,6 +508,11 @@ def _rewrite(p: Packer, value: relax.Expr) -> Value:
     return p.value(value)
 
 
+def relax_entries(mod: tvm.IRModule) -> list[str]:
+    """Every Relax function of `mod`: dead-code elimination must keep them all."""
+    return [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
+
+
 def pack_channels(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, int]]:
     """Rewrite "main" to the packed layout; returns the module and counts of what was done.
 
@@ -538,7 +543,7 @@ def pack_channels(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, int]]:
             ret = packer.plain(func.body.body)
             out = bb.emit_output(ret)
         bb.emit_func_output(out)
-    new_mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions))
+    new_mod = mod.clone()
     new_mod["main"] = bb.get()["main"]
-    new_mod = relax.transform.DeadCodeElimination(["main"])(new_mod)
+    new_mod = relax.transform.DeadCodeElimination(relax_entries(new_mod))(new_mod)
     return new_mod, packer.counts

@@ -24,7 +24,7 @@ from vcc.errors import VccError
 from .conv_compute import CONV_BLOCK, DWCONV_BLOCK, legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
 from .generic_schedule import schedule_generic_func
-from .pack import pack_channels
+from .pack import pack_channels, relax_entries
 from .report import FuncRecord, ScheduleReport
 from .resize_compute import legalize_resize2d
 from .tir_util import block_name, loop_extents, top_blocks
@@ -54,7 +54,7 @@ def optimize_for_cpu(mod: tvm.IRModule, target: tvm.target.Target | dict
             relax.transform.FoldConstant(),
             relax.transform.FuseOps(),
             relax.transform.FuseTIR(),
-            relax.transform.DeadCodeElimination(["main"]),
+            relax.transform.DeadCodeElimination(relax_entries(packed)),
         ])(packed)
     report = ScheduleReport(layout=counts)
     calls = call_counts(fused["main"])
