@@ -166,6 +166,8 @@ def test_grouped_conv_transpose_stays_topi():
 
     report = check(graph(body, (1, 16, 8, 8)), (1, 16, 8, 8))
     assert "conv_transpose_phases" not in report.layout and not report.fallbacks
+    (f,) = report.functions
+    assert f.schedule == "reduction" and f.macs == 8 * 16 * 8 * 8 * 4 * 4 * 4  # zero-dilated input
 
 
 # --- the ops around the convolutions ---------------------------------------------------------------

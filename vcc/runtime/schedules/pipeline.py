@@ -80,13 +80,16 @@ def call_counts(main: relax.Function) -> dict[str, int]:
     return counts
 
 
-def conv_macs(func: tirx.PrimFunc) -> int:
-    """Multiply-accumulates of the convolution blocks in `func` (ours and TOPI's)."""
+def conv_macs(func: tirx.PrimFunc, name: str = "") -> int:
+    """Multiply-accumulates of the convolutions in `func`: its reduction blocks named "conv..."
+    (ours, TOPI's), or all of them when the function's name says it is a convolution (TOPI's
+    conv2d_transpose calls its block "compute")."""
     sch = s_tir.Schedule(func)
     total = 0
     for block in top_blocks(sch):
-        name = block_name(sch, block)
-        if "conv" in name and any(int(iv.iter_type) != 0 for iv in sch.get(block).iter_vars):
+        if not any(int(iv.iter_type) != 0 for iv in sch.get(block).iter_vars):
+            continue
+        if "conv" in block_name(sch, block) or "conv" in name:
             total += math.prod(loop_extents(sch, block))
     return total
 
@@ -95,7 +98,7 @@ def schedule_function(name: str, func: tirx.PrimFunc, target: tvm.target.Target
                       ) -> tuple[tirx.PrimFunc, FuncRecord]:
     """One fused PrimFunc -> (scheduled PrimFunc, its report line)."""
     kind = name.removeprefix("fused_")
-    macs = conv_macs(func)
+    macs = conv_macs(func, name)
     notes = []
     attempts = []
     if find_conv_block(s_tir.Schedule(func)) is not None:
