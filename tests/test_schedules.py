@@ -245,9 +245,11 @@ def test_pack_array_and_tiles():
     a = np.arange(2 * 32 * 3 * 5, dtype=np.float32).reshape(2, 32, 3, 5)
     p = pack_array(a)
     assert p.shape == (2, 2, 3, 5, 16) and p[1, 1, 2, 4, 3] == a[1, 19, 2, 4]
-    assert choose_tile(8, 64, False) == choose_tile(8, 64, False) and choose_tile(8, 64, False).ow_tile == 8
-    assert choose_tile(3, 14, False).oc_tile == 1 and choose_tile(3, 14, False).ow_tile == 7
-    assert choose_tile(4, 11, False).ow_tile == 1
+    assert (choose_tile(8, 64, False).oc_tile, choose_tile(8, 64, False).ow_tile) == (2, 8)
+    assert (choose_tile(3, 14, False).oc_tile, choose_tile(3, 14, False).ow_tile) == (3, 7)
+    assert (choose_tile(32, 2, False).oc_tile, choose_tile(32, 2, False).ow_tile) == (8, 2)
+    assert (choose_tile(4, 11, False).oc_tile, choose_tile(4, 11, False).ow_tile) == (4, 1)
+    assert (choose_tile(2, 32, True).oc_tile, choose_tile(2, 32, True).ow_tile) == (1, 16)
 
 
 def test_pack_channels_small_conv_reads_nchw_and_pads_its_outputs():

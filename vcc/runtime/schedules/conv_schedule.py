@@ -52,15 +52,18 @@ def stream_rows_outer(weight_bytes: int, input_bytes: int, rows: int, oc_steps: 
 
 
 def choose_tile(ocb: int, ow: int, depthwise: bool) -> ConvTile:
-    """Largest register tile that divides the output: 2 channel blocks x 8 columns if it can."""
-    oc_tile = 2 if ocb % 2 == 0 and not depthwise else 1
+    """Register tile: ow_tile columns (a divisor of the width, 8 if it can) by oc_tile channel
+    blocks, enough blocks for about 16 independent accumulators (2 x 8 on wide maps; narrow
+    deep maps take more channel blocks to hide the FMA latency)."""
     ow_tile = next((t for t in OW_TILES if ow % t == 0), None)
     if ow_tile is None:
-        ow_tile = min(ow, 8) if ow < 8 else max(t for t in range(1, 9) if ow % t == 0)
-    if depthwise and ow % 16 == 0:
-        ow_tile = 16
-    while oc_tile * ow_tile > MAX_ACCUMULATORS and oc_tile > 1:
-        oc_tile //= 2
+        ow_tile = ow if ow < 8 else max(t for t in range(1, 9) if ow % t == 0)
+    if depthwise:
+        return ConvTile(1, 16 if ow % 16 == 0 else ow_tile)
+    need = -(-16 // ow_tile)
+    divisors = [d for d in range(1, min(ocb, 8) + 1)
+                if ocb % d == 0 and d * ow_tile <= MAX_ACCUMULATORS]
+    oc_tile = next((d for d in divisors if d >= need), divisors[-1])
     return ConvTile(oc_tile, ow_tile)
 
 
