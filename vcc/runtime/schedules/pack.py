@@ -86,6 +86,9 @@ class Packer:
         self.counts: dict[str, int] = {}
         self.tuple_source: dict[relax.Var, relax.Tuple] = {}  # vars bound to a tuple literal
 
+    def count(self, what: str, n: int = 1) -> None:
+        self.counts[what] = self.counts.get(what, 0) + n
+
     # --- values -------------------------------------------------------------------------------
     def value(self, old: relax.Expr) -> Value:
         if isinstance(old, relax.Var):
@@ -109,7 +112,7 @@ class Packer:
         if isinstance(old, relax.Var) and old in self._plain:
             return self._plain[old]
         out = self.bb.emit(R.layout_transform(val.expr, index_map=_unpack_map))
-        self.counts["to_nchw"] = self.counts.get("to_nchw", 0) + 1
+        self.count("to_nchw")
         if isinstance(old, relax.Var):
             self._plain[old] = out
         return out
@@ -124,7 +127,7 @@ class Packer:
             item = relax.TupleGetItem(val.expr, k)
             if lay == PACKED:
                 item = self.bb.emit(R.layout_transform(self.bb.emit(item), index_map=_unpack_map))
-                self.counts["to_nchw"] = self.counts.get("to_nchw", 0) + 1
+                self.count("to_nchw")
             items.append(item)
         return relax.Tuple(items)
 
@@ -138,7 +141,7 @@ class Packer:
         if isinstance(old, relax.Var) and old in self._packed:
             return self._packed[old]
         out = self.bb.emit(R.layout_transform(val.expr, index_map=_pack_map))
-        self.counts["to_nchw16c"] = self.counts.get("to_nchw16c", 0) + 1
+        self.count("to_nchw16c")
         if isinstance(old, relax.Var):
             self._packed[old] = out
         return out
@@ -222,10 +225,10 @@ def _conv2d(p: Packer, call: relax.Call) -> Value:
                     dilation=a.dilation, groups=groups,
                     data_layout="NCHW" if form == "plain_input" else "NCHW16c",
                     kernel_layout=KERNEL_LAYOUT[form], out_layout="NCHW16c", out_dtype="float32")
-    p.counts[f"conv_{form}"] = p.counts.get(f"conv_{form}", 0) + 1
+    p.count(f"conv_{form}")
     if not cout_pad:
         return Value(y, PACKED)
-    p.counts["conv_out_padded"] = p.counts.get("conv_out_padded", 0) + 1
+    p.count("conv_out_padded")
     full = p.bb.emit(R.layout_transform(p.bb.emit(y), index_map=_unpack_map))
     return Value(R.strided_slice(full, axes=[1], begin=[0], end=[cout], assume_inbound=True), PLAIN)
 
@@ -309,10 +312,10 @@ def _conv2d_transpose(p: Packer, call: relax.Call) -> Value:
         row_parts.append(p.bb.emit(R.reshape(row, (n, cb, qy, 1, qx * sx, BLOCK))))
     full = p.bb.emit(R.reshape(p.bb.emit(R.concat(row_parts, axis=3)),
                                (n, cb, qy * sy, qx * sx, BLOCK)))
-    p.counts["conv_transpose_phases"] = p.counts.get("conv_transpose_phases", 0) + len(rows) * len(cols)
+    p.count("conv_transpose_phases", len(rows) * len(cols))
     if not cout_pad:
         return Value(full, PACKED)
-    p.counts["conv_out_padded"] = p.counts.get("conv_out_padded", 0) + 1
+    p.count("conv_out_padded")
     plain = p.bb.emit(R.layout_transform(full, index_map=_unpack_map))
     return Value(R.strided_slice(plain, axes=[1], begin=[0], end=[cout], assume_inbound=True), PLAIN)
 
