@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 
 from tvm import s_tir
@@ -49,6 +48,15 @@ def stream_rows_outer(weight_bytes: int, input_bytes: int, rows: int, oc_steps: 
     rows_outer = input_bytes + (weight_bytes if weight_bytes <= L2_BYTES else weight_bytes * rows)
     oc_outer = weight_bytes + (input_bytes if input_bytes <= L2_BYTES else input_bytes * oc_steps)
     return rows_outer < oc_outer
+
+
+def _rows_outer_pays(ocb: int, oh: int, ow: int, tile: ConvTile, reduce_extents: list[int]) -> bool:
+    # reduction axes: (icb, kh, kw, ici) for packed input, (ic, kh, kw) for plain input
+    in_channels = math.prod(reduce_extents[:1] + reduce_extents[3:])
+    taps = math.prod(reduce_extents[1:3])
+    weight_bytes = 4 * ocb * 16 * in_channels * taps
+    input_bytes = 4 * in_channels * oh * ow  # the output's footprint; the stride is not known here
+    return stream_rows_outer(weight_bytes, input_bytes, oh, ocb // tile.oc_tile)
 
 
 def choose_tile(ocb: int, ow: int, depthwise: bool) -> ConvTile:
@@ -102,25 +110,12 @@ def schedule_conv_func(sch: s_tir.Schedule) -> str:
     reduce_extents = loop_extents(sch, conv)[5:]
     _, ocb, oh, ow, _ = out_shape
     tile = choose_tile(ocb, ow, depthwise)
-    if os.environ.get("VCC_TILE"):
-        a, b = os.environ["VCC_TILE"].split("x")
-        tile = ConvTile(int(a), int(b))
-    in_channels = math.prod(reduce_extents[:1] + reduce_extents[3:])  # (icb, kh, kw, ici) or (ic, kh, kw)
-    taps = math.prod(reduce_extents[1:3])
-    weight_bytes = 4 * ocb * 16 * in_channels * taps
-    input_bytes = 4 * in_channels * oh * ow * (16 if depthwise else 1)
-    rows_outer = depthwise or stream_rows_outer(weight_bytes, input_bytes, oh, ocb // tile.oc_tile)
-    if os.environ.get("VCC_ROWS"):
-        rows_outer = os.environ["VCC_ROWS"] == "1"
+    rows_outer = depthwise or _rows_outer_pays(ocb, oh, ow, tile, reduce_extents)
     tile = dataclasses.replace(tile, rows_outer=rows_outer)
     _tile_conv(sch, conv, epilogue, tile, reduce_extents)
     for pad in pads:
-        if os.environ.get("VCC_PAD_INLINE"):
-            sch.compute_inline(pad)
-        else:
-            schedule_elementwise(sch, pad)
-    kind = "depthwise" if depthwise else "conv"
-    return kind
+        schedule_elementwise(sch, pad)
+    return "depthwise" if depthwise else "conv"
 
 
 def _tile_conv(sch: s_tir.Schedule, conv, epilogue, tile: ConvTile,
