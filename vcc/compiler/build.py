@@ -39,6 +39,9 @@ class BuildConfig:
     calib_cache: Path | None = None
     fallback: tuple[str, ...] = ()
     emit_qdq: Path | None = None
+    # --eval: accuracy report (accuracy.json / .html in the artifact) on photos not used for
+    # calibration: a folder of photos, or a labelled dataset as NAME:DIR (voc:photos/)
+    eval_images: str | None = None
 
 
 @dataclass
@@ -141,9 +144,36 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
             writers["calibration.html"] = lambda p: write_calibration_html(p, calibration)
         except ImportError:
             pass
+    if cfg.eval_images is not None:
+        with timer.stage("evaluate"):
+            report = _evaluate(cfg, executable, manifest, calibration, pre, graph.shape(graph.inputs[0]))
+            progress(f"  {report.document['verdict']}")
+        writers["accuracy.json"] = report.write_json
+        writers["accuracy.html"] = report.write_html
     with timer.stage("write"):
         out = write_artifact(cfg.out, {**manifest, "build_seconds": timer.seconds}, writers)
     return BuildResult(out, manifest, timer.seconds, graph)
+
+
+def _evaluate(cfg: BuildConfig, executable, manifest: dict, calibration, pre, input_shape):
+    """--eval: the accuracy report of the compiled model (before it is written) against the fp32
+    model, on the --eval photos that calibration did not use."""
+    import tvm
+    from tvm import relax
+
+    from vcc.reports.accuracy import AccuracySettings, accuracy_report, eval_set_from_spec
+    from vcc.runtime.artifact import Predictor
+
+    used = []
+    if calibration is not None and cfg.calib is not None:
+        from vcc.calib.dataset import calibration_source
+
+        used = calibration_source(cfg.calib, input_shape, pre, cfg.num_calib).files
+    data = eval_set_from_spec(cfg.eval_images, exclude=used)
+    device = tvm.cpu()
+    predictor = Predictor(None, manifest, relax.VirtualMachine(executable, device), device)
+    return accuracy_report(predictor, data, cfg.model, calibration.document if calibration else None,
+                           AccuracySettings())
 
 
 def _quantize_int8(cfg: BuildConfig, graph: Graph, pre, timer: StageTimer, progress):

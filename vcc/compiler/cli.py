@@ -61,6 +61,7 @@ def build(
     calib_cache: Annotated[Path | None, typer.Option(help="int8: calibration cache file: reused when it matches, written when absent, refused when stale.")] = None,
     fallback: Annotated[str | None, typer.Option(help="int8: comma-separated node names kept in fp32.")] = None,
     emit_qdq: Annotated[Path | None, typer.Option(help="int8: also write the quantized model as QDQ ONNX (runs in ONNX Runtime).")] = None,
+    eval_images: Annotated[str | None, typer.Option("--eval", help="Write accuracy.json / accuracy.html into the artifact: the build vs fp32 on these photos (DIR, or a labelled dataset NAME:DIR), leaving out those used for calibration.")] = None,
 ) -> None:
     """Compile MODEL into a TVM artifact (a library + manifest.json) for this CPU.
 
@@ -77,7 +78,7 @@ def build(
                       mean=_parse_floats(mean, "--mean"), std=_parse_floats(std, "--std"), bgr=bgr,
                       mcpu=mcpu, num_cores=num_cores, dump_ir=dump_ir, schedules=schedules,
                       calib=calib, calib_method=calib_method, percentile=percentile, num_calib=num_calib,
-                      calib_cache=calib_cache, emit_qdq=emit_qdq,
+                      calib_cache=calib_cache, emit_qdq=emit_qdq, eval_images=eval_images,
                       fallback=tuple(f.strip() for f in fallback.split(",") if f.strip()) if fallback else ())
     result = run_build(cfg, progress=_echo)
     total = sum(result.stage_seconds.values())
@@ -165,42 +166,147 @@ def inspect(
         typer.echo(format_graph(graph))
 
 
+DatasetOpt = Annotated[str | None, typer.Option(
+    "--dataset", help="Labelled dataset: voc | celebamask | cityscapes | binary, or NAME:DIR (its root).")]
+RemapOpt = Annotated[str | None, typer.Option(
+    "--remap", help="celebamask only: score in another class order (face-parsing: the face-parsing BiSeNet's).")]
+
+
 @app.command()
 def compare(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory from `vcc build`.")],
     ref: Annotated[Path, typer.Option("--ref", help="The fp32 reference ONNX model (run with ONNX Runtime).")],
-    images: Annotated[Path, typer.Option("--images", help="A folder of photos.")],
+    images: Annotated[Path | None, typer.Option("--images", help="A folder of photos.")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="Root of a labelled dataset (photos + labels); needs --dataset.")] = None,
+    dataset: DatasetOpt = None,
+    remap: RemapOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write accuracy.json and accuracy.html into this folder.")] = None,
+    min_agreement: Annotated[float | None, typer.Option(help="Gate: exit 1 when the argmax agreement with fp32 (0..1) is lower.")] = None,
+    max_miou_drop: Annotated[float | None, typer.Option(help="Gate: exit 1 when mIoU drops by more points (0..100) than this: fp32 minus artifact against the labels, else 100 x (1 - mIoU vs the fp32 argmax).")] = None,
+    layers: Annotated[bool, typer.Option("--layers/--no-layers", help="Per-layer errors of an int8 artifact (QDQ simulation).")] = True,
+    layer_images: Annotated[int, typer.Option(help="Images the per-layer analysis runs on.")] = 8,
     limit: Annotated[int | None, typer.Option(help="At most this many images.")] = None,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the accuracy.json document.")] = False,
 ) -> None:
-    """Compare an artifact with ONNX Runtime on the reference model over a folder of photos:
-    max |diff|, relative error (max |diff| / max |ref|), SQNR, cosine and argmax agreement."""
-    from vcc.calib.preprocess import list_images, load_image
+    """Compare an artifact with ONNX Runtime on the fp32 reference model over photos: max |diff|,
+    relative error, SQNR, cosine, argmax agreement and mIoU vs fp32; with labels, mIoU and per-class
+    IoU of both; for int8, per-layer graphwise / layerwise errors. --out writes the report."""
     from vcc.frontends.onnx_load import load_onnx_file
-    from vcc.reports.metrics import OutputComparison
+    from vcc.reports.accuracy import AccuracySettings, accuracy_report, check_gates, eval_set
     from vcc.runtime import load
-    from vcc.runtime.reference import OrtSession
 
     pred = load(artifact)
     load_onnx_file(ref)  # clear error for a missing / broken reference
-    ort_sess = OrtSession(ref, threads=threads)
-    paths = list_images(images, limit)
-    cmp = OutputComparison()
-    pre = pred.preprocess
-    for p in paths:
-        x = load_image(p, pre)
-        cmp.add(ort_sess.run(x)[0], pred(x), name=str(p.name))
-    summary = cmp.summary()
+    data = eval_set(images, dataset, labels, remap, limit)
+    settings = AccuracySettings(threads=threads, layers=layers, layer_images=layer_images)
+    report = accuracy_report(pred, data, ref, settings=settings)
+    failures = check_gates(report, min_agreement, max_miou_drop)
+    if out is not None:
+        report.write(out)
     if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=float))
-        return
-    typer.echo(f"{'image':30s} {'max|diff|':>10s} {'rel err':>10s} {'SQNR dB':>8s} {'agree':>8s}")
-    for r in summary["per_image"]:
-        typer.echo(f"{r['name'][:30]:30s} {r['max_abs_diff']:10.3g} {r['rel_error']:10.3g} "
-                   f"{r['sqnr_db']:8.1f} {r['agreement']:8.4%}")
-    typer.echo(f"{'overall (' + str(summary['images']) + ' images)':30s} {summary['max_abs_diff']:10.3g} "
-               f"{summary['rel_error']:10.3g} {summary['sqnr_db']:8.1f} {summary['agreement']:8.4%}")
+        typer.echo(report.to_json(), nl=False)
+    else:
+        _print_report(report.document)
+    if out is not None:
+        _echo(f"wrote {out / 'accuracy.json'} and {out / 'accuracy.html'}")
+    for f in failures:
+        _echo(f"FAILED: {f}")
+    if failures:
+        raise typer.Exit(1)
+
+
+def _print_report(doc: dict) -> None:
+    if "agreement" in doc:
+        typer.echo(f"{'image':30s} {'max|diff|':>10s} {'rel err':>10s} {'SQNR dB':>8s} {'agree':>8s}")
+        for r in doc["per_image"]:
+            typer.echo(f"{r['name'][:30]:30s} {r['max_abs_diff']:10.3g} {r['rel_error']:10.3g} "
+                       f"{r['sqnr_db']:8.1f} {r['agreement']:8.4%}")
+        typer.echo(f"{'overall (' + str(doc['images']) + ' images)':30s} {doc['max_abs_diff']:10.3g} "
+                   f"{doc['rel_error']:10.3g} {doc['sqnr_db']:8.1f} {doc['agreement']:8.4%}")
+    if "miou_artifact" in doc:
+        ref = "miou_ref" in doc
+        typer.echo(f"\n{doc['labels']['dataset']} labels, {doc['labels']['images']} images: mIoU "
+                   + (f"fp32 {doc['miou_ref']:.2%}, " if ref else "") + f"artifact {doc['miou_artifact']:.2%}")
+        for c in doc["per_class"]:
+            if c["iou_artifact"] is None and c["iou_ref"] is None:
+                continue
+            fmt = lambda v: f"{v:8.2%}" if v is not None else f"{'-':>8s}"  # noqa: E731
+            typer.echo(f"  {c['class']:3d} {c['name'][:20]:20s}" + (f" {fmt(c['iou_ref'])}" if ref else "")
+                       + f" {fmt(c['iou_artifact'])}")
+    if doc.get("layers"):
+        typer.echo("\nworst layers (layerwise SQNR, graphwise SQNR, dB):")
+        for r in doc["layers"][:5]:
+            typer.echo(f"  {r['node'][:50]:50s} {r['op']:10s} {r['layerwise_sqnr_db']:6.1f} {r['graphwise_sqnr_db']:6.1f}")
+    typer.echo(doc["verdict"])
+
+
+@app.command("eval")
+def eval_cmd(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory from `vcc build`.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="NAME:DIR: voc | celebamask | cityscapes | binary and its root.")],
+    remap: RemapOpt = None,
+    ref: Annotated[Path | None, typer.Option("--ref", help="Also score the fp32 model (ONNX Runtime) for the difference.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write accuracy.json and accuracy.html into this folder.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many images.")] = None,
+    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the accuracy.json document.")] = False,
+) -> None:
+    """Score an artifact against a labelled dataset: mIoU, pixel accuracy and per-class IoU."""
+    from vcc.reports.accuracy import AccuracySettings, accuracy_report, eval_set
+    from vcc.runtime import load
+
+    pred = load(artifact)
+    data = eval_set(None, dataset, None, remap, limit)
+    report = accuracy_report(pred, data, ref, settings=AccuracySettings(threads=threads, layers=False))
+    if out is not None:
+        report.write(out)
+    if as_json:
+        typer.echo(report.to_json(), nl=False)
+    else:
+        _print_report(report.document)
+
+
+@app.command()
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to calibrate.")],
+    calib: Annotated[Path, typer.Option(help="Folder of calibration photos (or preprocessed .npy tensors).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="calibration.json to write (calibration.html beside it).")] = Path("calibration.json"),
+    size: SizeOpt = None,
+    mean: Annotated[str | None, typer.Option(help="Per-channel mean in 0..1 pixel units.")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel std in 0..1 pixel units.")] = None,
+    bgr: Annotated[bool | None, typer.Option("--bgr/--rgb", help="Channel order the model expects.")] = None,
+    calib_method: Annotated[str, typer.Option(help="kl | kl-mxnet | percentile | minmax | mse.")] = "kl",
+    percentile: Annotated[float, typer.Option(help="Percentile of |x| for --calib-method percentile.")] = 99.99,
+    num_calib: Annotated[int, typer.Option(help="Calibration inputs used, chosen evenly over the sorted folder.")] = 50,
+    fallback: Annotated[str | None, typer.Option(help="Comma-separated node names kept in fp32.")] = None,
+) -> None:
+    """Run the calibration stage alone: calibration.json (also a calibration cache that
+    `vcc build --calib-cache` reuses with the same options) and calibration.html."""
+    from vcc.calib.calibrate import CalibrationSettings, write_json
+    from vcc.calib.calibrate import calibrate as run_calibration
+    from vcc.calib.dataset import calibration_source
+    from vcc.calib.preprocess import resolve_preprocess
+    from vcc.calib.report import write_calibration_html
+    from vcc.frontends.onnx_import import load_model
+    from vcc.passes import PassManager, default_fp32_pipeline
+    from vcc.passes.quantize import plan_quantization
+    from vcc.runtime.artifact import sha256_file
+
+    graph = load_model(model, (1, 3, *size) if size else None)
+    graph = PassManager(default_fp32_pipeline()).run(graph)
+    shape = graph.shape(graph.inputs[0])
+    pre = resolve_preprocess(graph.metadata, shape, size, _parse_floats(mean, "--mean"),
+                             _parse_floats(std, "--std"), bgr)
+    plan = plan_quantization(graph, tuple(f.strip() for f in fallback.split(",") if f.strip()) if fallback else ())
+    source = calibration_source(calib, shape, pre, num_calib)
+    result = run_calibration(graph, plan, source, sha256_file(model), pre.to_dict(),
+                             CalibrationSettings(calib_method, percentile, num_calib))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json(output, result.document)
+    html = write_calibration_html(output.with_suffix(".html"), result)
+    _echo(f"{len(plan.tensors)} tensors calibrated ({calib_method}, {result.document['summary']['images_used']} "
+          f"{source.kind}, {result.seconds:.1f} s): wrote {output} and {html}")
 
 
 @app.command("export")

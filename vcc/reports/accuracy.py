@@ -190,6 +190,15 @@ def eval_set(images: str | os.PathLike | None = None, dataset: str | None = None
     return _limited(ev, limit)
 
 
+def eval_set_from_spec(spec: str, exclude: Iterable[str | os.PathLike] = (),
+                       limit: int | None = None) -> EvalSet:
+    """`vcc build --eval SPEC`: a folder of photos (DIR), or a labelled dataset (NAME:DIR)."""
+    name, sep, _ = spec.partition(":")
+    if sep and name.strip().lower() in DATASETS:
+        return eval_set(None, spec, exclude=exclude, limit=limit)
+    return eval_set(spec, exclude=exclude, limit=limit)
+
+
 def _limited(ev: EvalSet, limit: int | None) -> EvalSet:
     if limit:
         ev.images = ev.images[:limit]
