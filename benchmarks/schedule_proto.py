@@ -281,7 +281,9 @@ def main() -> None:
     print(f"BiSeNet-like, 1x3x{args.size}x{args.size} fp32, TVM_NUM_THREADS="
           f"{os.environ.get('TVM_NUM_THREADS')}, ORT intra_op_num_threads=2, "
           f"{args.runs} runs ({args.default_runs} for the default build) after 1 warm-up")
-    print("shared 2-vCPU machine: other engineers' jobs run at the same time, figures are noisy")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"shared 2-vCPU machine, load average {load} at the end: other engineers' jobs run at "
+          "the same time, figures are noisy")
     print(f"{'runtime':24s} {'median ms':>10s} {'min ms':>9s} {'build s':>12s} {'max rel err':>12s}")
     for name, med, best, build, err in rows:
         print(f"{name:24s} {med * 1e3:10.1f} {best * 1e3:9.1f} {build:>12s} {err:12.2e}")
