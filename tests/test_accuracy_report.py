@@ -136,11 +136,16 @@ def test_layerwise_graph_holds_one_quantized_copy_per_node(quantized):
 
 def test_layer_figures_on_real_photos(quantized, data):
     g, plan, cal, pre = quantized
-    analysis = LayerAnalysis(QuantizedModel.make(g, plan, cal.quant))
+    qm = QuantizedModel.make(g, plan, cal.quant)
+    analysis = LayerAnalysis(qm)
+    one_by_one = LayerAnalysis(qm, max_bytes=1)  # every node's tensors fetched in a run of their own
+    assert len(analysis.chunks) == 1 and len(one_by_one.chunks) == len(plan.nodes)
     photos = sorted(data.joinpath(*VOC).glob("*_image.png"))[:3]
     for p in photos:
-        analysis.add(load_image(p, pre))
+        x = load_image(p, pre)
+        np.testing.assert_array_equal(analysis.add(x), one_by_one.add(x))
     records = analysis.records()
+    assert one_by_one.records() == records
     assert len(records) == len(plan.nodes) and analysis.images == 3
     by_node = {r["node"]: r for r in records}
     first = by_node[plan.nodes[0]]
@@ -459,3 +464,17 @@ def test_a_tampered_scale_in_the_calibration_cache_is_ranked_worst(int8_build, m
     layers = json.loads((report / "accuracy.json").read_text())["layers"]
     assert layers[0]["node"] == node, [(r["node"], r["layerwise_sqnr_db"]) for r in layers[:3]]
     assert layers[0]["layerwise_sqnr_db"] < layers[1]["layerwise_sqnr_db"] - 10
+
+
+@pytest.mark.slow
+def test_fp32_artifact_report_end_to_end(model, data, tmp_path, cli):
+    """An fp32 build with --eval: the same report, no per-layer part, the artifact ~ ORT."""
+    voc = data.joinpath(*VOC)
+    out = tmp_path / "fp32"
+    cli("build", model, "--dtype", "fp32", "--no-schedules", "--eval", f"voc:{voc}", "--out", out, check=0)
+    doc = json.loads((out / "accuracy.json").read_text())
+    assert doc["images"] == 14 and doc["excluded_images"] == 0, "fp32 builds calibrate nothing"
+    assert doc["agreement"] > 0.999 and doc["rel_error"] < 1e-4 and doc["sqnr_db"] > 80, doc["verdict"]
+    assert abs(doc["miou_drop_points"]) < 0.1 and doc["layers"] == []
+    assert "no quantized nodes" in doc["layers_method"]["skipped"]
+    assert "No per-layer figures" in (out / "accuracy.html").read_text()

@@ -187,6 +187,20 @@ class LayerTap:
     layerwise_stats: ErrorStats = field(default_factory=ErrorStats)
 
 
+def _chunks(taps: list[LayerTap], sizes: list[int], max_bytes: int) -> list[list[LayerTap]]:
+    """Consecutive taps grouped so that each group's tensors stay under max_bytes (a tap larger
+    than that goes alone)."""
+    out: list[list[LayerTap]] = []
+    used = 0
+    for tap, size in zip(taps, sizes, strict=True):
+        if not out or used + size > max_bytes:
+            out.append([])
+            used = 0
+        out[-1].append(tap)
+        used += size
+    return out
+
+
 def layerwise_graph(qm: QuantizedModel) -> tuple[Graph, list[LayerTap]]:
     """The fp32 graph plus a quantized copy of every quantized node fed by the fp32 tensors;
     and per quantized node, the tensors to compare."""
@@ -240,34 +254,43 @@ def layerwise_graph(qm: QuantizedModel) -> tuple[Graph, list[LayerTap]]:
 
 class LayerAnalysis:
     """Runs the QDQ model and the layerwise-augmented fp32 model in ONNX Runtime (optimisation
-    off) image by image and accumulates every quantized node's graphwise and layerwise error."""
+    off) image by image and accumulates every quantized node's graphwise and layerwise error.
 
-    def __init__(self, qm: QuantizedModel, threads: int | None = None):
+    The tapped tensors are fetched in chunks of at most `max_bytes` (three tensors per node), so a
+    large model at a large input does not hold every intermediate tensor at once; each extra
+    chunk re-runs the models (ORT computes only what the chunk's outputs need)."""
+
+    def __init__(self, qm: QuantizedModel, threads: int | None = None, max_bytes: int = 256 << 20):
         from vcc.frontends.onnx_export import export_onnx
         from vcc.runtime.reference import OrtSession
 
         self.qm = qm
         augmented, self.taps = layerwise_graph(qm)
-        self._aug_outputs = [t.tensor for t in self.taps] + [t.layerwise for t in self.taps]
-        self._q_outputs = list(qm.qdq.outputs) + [t.graphwise for t in self.taps]
-        self._aug = OrtSession(export_onnx(augmented, extra_outputs=self._aug_outputs), threads=threads,
-                               optimize=False)
-        self._q = OrtSession(export_onnx(qm.qdq, extra_outputs=self._q_outputs), threads=threads,
-                             optimize=False)
+        aug_outputs = [t.tensor for t in self.taps] + [t.layerwise for t in self.taps]
+        q_outputs = list(qm.qdq.outputs) + [t.graphwise for t in self.taps]
+        self._aug = OrtSession(export_onnx(augmented, extra_outputs=aug_outputs), threads=threads, optimize=False)
+        self._q = OrtSession(export_onnx(qm.qdq, extra_outputs=q_outputs), threads=threads, optimize=False)
+        self.chunks = _chunks(self.taps, [3 * 4 * int(np.prod(qm.fp32.shape(t.tensor))) for t in self.taps],
+                              max_bytes)
         self.images = 0
 
     def add(self, x: np.ndarray) -> np.ndarray:
         """Accumulate one input's per-layer errors; returns the QDQ simulation's first output."""
-        n = len(self.taps)
-        aug = self._aug.run(x, outputs=self._aug_outputs)
-        qout = self._q.run(x, outputs=self._q_outputs)
-        fp32, layerwise = aug[:n], aug[n:]
-        graphwise = qout[len(self.qm.qdq.outputs):]
-        for tap, ref, gw, lw in zip(self.taps, fp32, graphwise, layerwise, strict=True):
-            tap.graphwise_stats.add(ref, gw)
-            tap.layerwise_stats.add(ref, lw)
+        final = None
+        for chunk in self.chunks:
+            n = len(chunk)
+            aug = self._aug.run(x, outputs=[t.tensor for t in chunk] + [t.layerwise for t in chunk])
+            heads = list(self.qm.qdq.outputs[:1]) if final is None else []
+            qout = self._q.run(x, outputs=heads + [t.graphwise for t in chunk])
+            if heads:
+                final, qout = qout[0], qout[1:]
+            for tap, ref, lw, gw in zip(chunk, aug[:n], aug[n:], qout, strict=True):
+                tap.graphwise_stats.add(ref, gw)
+                tap.layerwise_stats.add(ref, lw)
+        if final is None:  # no quantized node
+            final = self._q.run(x, outputs=self.qm.qdq.outputs[:1])[0]
         self.images += 1
-        return qout[0]
+        return final
 
     def records(self, blocks: Mapping[str, str | None] | None = None) -> list[dict]:
         """One record per quantized node, worst first: lowest layerwise SQNR (the error the node
