@@ -292,3 +292,31 @@ def test_lowered_subject_matches_onnxruntime(subject, tmp_path):
     out = run(opt, [x])
     assert np.abs(out - ref).max() <= 1e-4 * float(np.abs(ref).max()), report.table()
     assert report.macs(("conv", "depthwise")) >= 0.9 * report.macs(), report.table()
+
+
+@pytest.mark.slow
+def test_every_lowered_op_case_matches_onnxruntime():
+    """The op cases of test_ops.py (ONNX -> IR -> lower_to_relax), through optimize_for_cpu."""
+    import onnx
+    from test_ops import CASES
+
+    from vcc.frontends.onnx_import import import_onnx_model
+    from vcc.frontends.onnx_load import simplify
+    from vcc.passes import PassManager, default_fp32_pipeline
+    from vcc.runtime.lower import lower_to_relax
+    from vcc.runtime.reference import OrtSession
+
+    bad = []
+    for case, model in sorted(CASES.items()):
+        x_shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+        x = RNG.standard_normal(x_shape).astype(np.float32)
+        ref = OrtSession(model, optimize=False).run(x)[0]
+        graph_ir = import_onnx_model(simplify(onnx.ModelProto.FromString(model.SerializeToString()), case),
+                                     case)
+        graph_ir = PassManager(default_fp32_pipeline()).run(graph_ir)
+        opt, _ = optimize_for_cpu(lower_to_relax(graph_ir), TARGET)
+        out = run(opt, [x])
+        if out.shape != ref.shape or np.abs(out.astype(np.float64) - ref).max() > \
+                1e-4 * max(1e-6, float(np.abs(ref).max())):
+            bad.append(case)
+    assert not bad, f"optimize_for_cpu changes the results of {bad}"
