@@ -131,7 +131,8 @@ def _pair_by_name(name: str, photos: list[Path], labels_dir: Path, remap: str | 
 
 
 def _is_under(path: Path, folder: Path) -> bool:
-    return folder.resolve() in path.resolve().parents
+    """Whether `path` is in `folder` as named (symbolic links are not followed)."""
+    return Path(os.path.abspath(folder)) in Path(os.path.abspath(path)).parents
 
 
 def eval_set(images: str | os.PathLike | None = None, dataset: str | None = None,
@@ -287,7 +288,7 @@ def _layer_analysis(predictor: Any, ref: Path | None, calibration: dict | None,
     if not manifest.get("quantization"):
         return None, {"skipped": f"a {manifest.get('dtype', 'fp32')} artifact has no quantized nodes"}
     if not settings.layers:
-        return None, {"skipped": "not asked for (--no-layers)"}
+        return None, {"skipped": "not asked for"}
     if ref is None:
         return None, {"skipped": "no fp32 reference model (--ref)"}
     source = (manifest.get("source_model") or {}).get("sha256")
