@@ -4,7 +4,7 @@
 packed form (see conv_compute.py) with its weights re-laid out in numpy (no layout op left to
 fold), and the packed layout flows through the ops that can take it (elementwise with
 broadcasting, resize, pooling, concat / split / slice on whole 16-blocks, global mean/max, pad).
-A value is converted (`layout_transform`) only where a consumer needs the other layout, at most
+A value is converted (nchw_to_nchwc / nchwc_to_nchw) only where a consumer needs the other layout, at most
 once per value and direction; the function's inputs and outputs stay NCHW.
 
 One rule per op in `RULES`; an op without a rule gets plain (NCHW) inputs and is left as is.
@@ -17,13 +17,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import tvm
-from tvm import relax
+from tvm import relax, te
 
 from vcc.errors import VccError
 
 from .conv_compute import BLOCK
 
 R = relax.op
+TO_NCHWC = "nchw_to_nchwc"
+TO_NCHW = "nchwc_to_nchw"
 PLAIN = "plain"
 PACKED = "packed"
 Layout = str | tuple  # PLAIN, PACKED, or a tuple of layouts for a tuple value
@@ -67,12 +69,18 @@ def pack_array(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.reshape(n, c // BLOCK, BLOCK, h, w).transpose(0, 1, 3, 4, 2))
 
 
-def _pack_map(n, c, h, w):
-    return (n, c // BLOCK, h, w, c % BLOCK)
+def nchw_to_nchwc(x: te.Tensor) -> te.Tensor:
+    """The packing transform, iterating over its output: vector stores, gathered loads."""
+    n, c, h, w = (int(v) for v in x.shape)
+    return te.compute((n, c // BLOCK, h, w, BLOCK),
+                      lambda b, cb, y, z, ci: x[b, cb * BLOCK + ci, y, z], name=TO_NCHWC)
 
 
-def _unpack_map(n, cb, h, w, ci):
-    return (n, cb * BLOCK + ci, h, w)
+def nchwc_to_nchw(x: te.Tensor, channels: int) -> te.Tensor:
+    """Unpacking, keeping the first `channels` channels (the rest pads a conv's output)."""
+    n, _, h, w, _ = (int(v) for v in x.shape)
+    return te.compute((n, channels, h, w),
+                      lambda b, c, y, z: x[b, c // BLOCK, y, z, c % BLOCK], name=TO_NCHW)
 
 
 class Packer:
@@ -88,6 +96,21 @@ class Packer:
 
     def count(self, what: str, n: int = 1) -> None:
         self.counts[what] = self.counts.get(what, 0) + n
+
+    def unpack(self, x: relax.Expr, channels: int | None = None) -> relax.Var:
+        """Emit NCHW16c -> NCHW as an injective TE function (relax.layout_transform is opaque
+        to FuseOps and iterates over its input, which makes its stores scatter)."""
+        if not isinstance(x, relax.Var):
+            x = self.bb.emit(x)
+        channels = channels if channels is not None else static_shape(x)[1] * BLOCK
+        self.count("to_nchw")
+        return self.bb.emit(self.bb.call_te(nchwc_to_nchw, x, channels, primfunc_name_hint=TO_NCHW))
+
+    def pack(self, x: relax.Expr) -> relax.Var:
+        if not isinstance(x, relax.Var):
+            x = self.bb.emit(x)
+        self.count("to_nchw16c")
+        return self.bb.emit(self.bb.call_te(nchw_to_nchwc, x, primfunc_name_hint=TO_NCHWC))
 
     # --- values -------------------------------------------------------------------------------
     def value(self, old: relax.Expr) -> Value:
@@ -111,8 +134,7 @@ class Packer:
             return self._plain_tuple(old, val)
         if isinstance(old, relax.Var) and old in self._plain:
             return self._plain[old]
-        out = self.bb.emit(R.layout_transform(val.expr, index_map=_unpack_map))
-        self.count("to_nchw")
+        out = self.unpack(val.expr)
         if isinstance(old, relax.Var):
             self._plain[old] = out
         return out
@@ -126,8 +148,7 @@ class Packer:
         for k, lay in enumerate(val.layout):
             item = relax.TupleGetItem(val.expr, k)
             if lay == PACKED:
-                item = self.bb.emit(R.layout_transform(self.bb.emit(item), index_map=_unpack_map))
-                self.count("to_nchw")
+                item = self.unpack(self.bb.emit(item))
             items.append(item)
         return relax.Tuple(items)
 
@@ -140,8 +161,7 @@ class Packer:
             return val.expr
         if isinstance(old, relax.Var) and old in self._packed:
             return self._packed[old]
-        out = self.bb.emit(R.layout_transform(val.expr, index_map=_pack_map))
-        self.count("to_nchw16c")
+        out = self.pack(val.expr)
         if isinstance(old, relax.Var):
             self._packed[old] = out
         return out
@@ -229,8 +249,7 @@ def _conv2d(p: Packer, call: relax.Call) -> Value:
     if not cout_pad:
         return Value(y, PACKED)
     p.count("conv_out_padded")
-    full = p.bb.emit(R.layout_transform(p.bb.emit(y), index_map=_unpack_map))
-    return Value(R.strided_slice(full, axes=[1], begin=[0], end=[cout], assume_inbound=True), PLAIN)
+    return Value(p.unpack(p.bb.emit(y), cout), PLAIN)
 
 
 @dataclass(frozen=True)
@@ -316,8 +335,7 @@ def _conv2d_transpose(p: Packer, call: relax.Call) -> Value:
     if not cout_pad:
         return Value(full, PACKED)
     p.count("conv_out_padded")
-    plain = p.bb.emit(R.layout_transform(full, index_map=_unpack_map))
-    return Value(R.strided_slice(plain, axes=[1], begin=[0], end=[cout], assume_inbound=True), PLAIN)
+    return Value(p.unpack(full, cout), PLAIN)
 
 
 # --- elementwise -------------------------------------------------------------------------------
@@ -528,7 +546,8 @@ def pack_channels(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, int]]:
     bindings = _bindings(func)
     if bindings is None:
         return mod, {"skipped": 1}
-    bb = relax.BlockBuilder()
+    others = {gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"}
+    bb = relax.BlockBuilder(tvm.IRModule(others, attrs=mod.attrs))
     packer = Packer(bb)
     attrs = dict(func.attrs) if func.attrs is not None else None
     with bb.function("main", list(func.params), attrs=attrs, pure=func.is_pure):
@@ -546,7 +565,6 @@ def pack_channels(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, int]]:
             ret = packer.plain(func.body.body)
             out = bb.emit_output(ret)
         bb.emit_func_output(out)
-    new_mod = mod.clone()
-    new_mod["main"] = bb.get()["main"]
+    new_mod = bb.get()
     new_mod = relax.transform.DeadCodeElimination(relax_entries(new_mod))(new_mod)
     return new_mod, packer.counts
