@@ -1,0 +1,153 @@
+"""vcc int8 against ONNX Runtime's own quantize_static on trained subjects, side by side.
+
+For each trained test subject (tests/trained_subjects.py: models trained briefly on the person
+photos of ../shared/data), on the 50 held-out photos:
+- fp32: ONNX Runtime on the exported model (the reference);
+- vcc int8: `vcc build --dtype int8 --calib` on photos of the training split (the artifact), and
+  its own QDQ simulation (--emit-qdq, run by ORT without graph optimisations);
+- ORT int8: onnxruntime.quantization.quantize_static, QDQ, per-channel int8 weights, uint8
+  activations, Entropy and Percentile calibrators, the same calibration photos.
+Printed per model: argmax agreement with fp32, output SQNR vs fp32 (dB), person IoU against the
+labels, and the artifact's agreement with its QDQ simulation.
+
+    python benchmarks/int8_accuracy.py [--subjects a,b] [--num-calib 50] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+HELDOUT = 50
+
+
+def person_photos(data: Path) -> list[tuple[Path, Path]]:
+    folder = data / "images" / "human_seg_vikram"
+    ids = sorted(int(p.stem) for p in (folder / "images").glob("*.jpg"))
+    return [(folder / "images" / f"{i}.jpg", folder / "masks" / f"{i}.png") for i in ids]
+
+
+def ort_quantize(fp32: Path, out: Path, calib_inputs: list[np.ndarray], method: str) -> Path:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, name):
+            self.it = iter([{name: x} for x in calib_inputs])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    import onnx
+
+    name = onnx.load(str(fp32)).graph.input[0].name
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    cm = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
+    quantize_static(str(pre), str(out), Reader(name), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=cm)
+    return out
+
+
+def score(outputs: list[np.ndarray], ref: list[np.ndarray], labels: list[np.ndarray]) -> dict:
+    from vcc.reports.metrics import OutputComparison, confusion_matrix, iou_per_class
+
+    cmp = OutputComparison()
+    conf = np.zeros((2, 2), np.int64)
+    for o, r, lab in zip(outputs, ref, labels, strict=True):
+        cmp.add(r, o)
+        conf += confusion_matrix(o[0].argmax(0), lab, 2)
+    s = cmp.summary()
+    return {"agreement": s["agreement"], "sqnr_db": s["sqnr_db"], "person_iou": float(iou_per_class(conf)[1])}
+
+
+def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int) -> dict:
+    from trained_subjects import trained_subject
+
+    from vcc.calib.preprocess import Preprocess, load_image
+    from vcc.reports.labels import load_binary_mask
+    from vcc.runtime import load
+    from vcc.runtime.reference import OrtSession
+
+    subject = trained_subject(name)
+    fp32 = subject.export_onnx(work / f"{name}.onnx")
+    pairs = person_photos(data)
+    train, heldout = pairs[:-HELDOUT], pairs[-HELDOUT:]
+    calib_dir = work / f"{name}-calib"
+    calib_dir.mkdir(exist_ok=True)
+    for img, _ in train:
+        (calib_dir / img.name).symlink_to(img)
+    art = work / f"{name}-int8"
+    qdq = work / f"{name}-vcc-qdq.onnx"
+    subprocess.run([sys.executable, "-m", "vcc.compiler.cli", "build", str(fp32), "--dtype", "int8",
+                    "--calib", str(calib_dir), "--num-calib", str(num_calib), "--out", str(art),
+                    "--emit-qdq", str(qdq)], check=True)
+    pred = load(art)
+    pre: Preprocess = pred.preprocess
+    size = pre.size
+    xs = [load_image(img, pre) for img, _ in heldout]
+    labels = [np.asarray(load_binary_mask(m, None).astype(np.uint8)) for _, m in heldout]
+    from PIL import Image
+
+    labels = [np.asarray(Image.fromarray(lab).resize((size[1], size[0]), Image.NEAREST)) for lab in labels]
+
+    ref_sess = OrtSession(fp32, threads=threads)
+    ref = [ref_sess.run(x)[0] for x in xs]
+    rows = {"fp32": score(ref, ref, labels)}
+    vcc_out = [pred(x) for x in xs]
+    rows["vcc int8 (artifact)"] = score(vcc_out, ref, labels)
+    sim = OrtSession(qdq, threads=threads, optimize=False)
+    sim_out = [sim.run(x)[0] for x in xs]
+    rows["vcc int8 (QDQ simulation)"] = score(sim_out, ref, labels)
+    calib_inputs = [load_image(img, pre) for img, _ in
+                    [train[i] for i in np.linspace(0, len(train) - 1, num_calib).round().astype(int)]]
+    for method in ("entropy", "percentile"):
+        q = ort_quantize(fp32, work / f"{name}-ort-{method}.onnx", calib_inputs, method)
+        sess = OrtSession(q, threads=threads)
+        rows[f"ORT int8 ({method})"] = score([sess.run(x)[0] for x in xs], ref, labels)
+    sim_cmp = score(vcc_out, sim_out, labels)
+    rel = max(float(np.abs(a - b).max() / max(1e-12, np.abs(b).max())) for a, b in zip(vcc_out, sim_out, strict=True))
+    return {"subject": name, "size": list(size), "heldout_iou_trained": subject.heldout_iou, "rows": rows,
+            "artifact_vs_qdq": {"agreement": sim_cmp["agreement"], "sqnr_db": sim_cmp["sqnr_db"],
+                                "max_rel_error": rel}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--subjects", default=None, help="comma-separated subject names (default: all)")
+    ap.add_argument("--num-calib", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    from conftest import data_dir
+    from trained_subjects import SUBJECTS
+
+    data = data_dir()
+    names = args.subjects.split(",") if args.subjects else list(SUBJECTS)
+    work = Path(tempfile.mkdtemp(prefix="vcc-int8-"))
+    results = [run_subject(n, data, work, args.num_calib, args.threads) for n in names]
+    print(f"\nint8 vs fp32 on the {HELDOUT} held-out person photos ({args.num_calib} calibration photos "
+          "from the training split)")
+    print(f"{'model':22s} {'variant':28s} {'agree':>8s} {'SQNR dB':>8s} {'person IoU':>10s}")
+    for r in results:
+        for variant, s in r["rows"].items():
+            print(f"{r['subject']:22s} {variant:28s} {s['agreement']:8.2%} {s['sqnr_db']:8.2f} {s['person_iou']:10.4f}")
+        a = r["artifact_vs_qdq"]
+        print(f"{r['subject']:22s} {'artifact vs its QDQ sim':28s} {a['agreement']:8.3%} {a['sqnr_db']:8.2f}"
+              f"   max rel err {a['max_rel_error']:.2e}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
