@@ -38,6 +38,7 @@ class BuildConfig:
     num_calib: int = 50
     calib_cache: Path | None = None
     fallback: tuple[str, ...] = ()
+    attention_fp32: bool = True
     emit_qdq: Path | None = None
     # --eval: accuracy report (accuracy.json / .html in the artifact) on photos not used for
     # calibration: a folder of photos, or a labelled dataset as NAME:DIR (voc:photos/)
@@ -131,6 +132,7 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
         manifest["quantization"] = {"scheme": "int8 per-channel symmetric weights, per-tensor uint8/int8 "
                                               "activations with zero point 0, int32 bias",
                                     "fallback": list(cfg.fallback),
+                                    "attention_fp32": cfg.attention_fp32,
                                     "int8_nodes": [n["name"] for n in manifest["nodes"] if n["precision"] == "int8"]}
         manifest["calibration"] = {"method": cfg.calib_method, "file": "calibration.json",
                                    "images": calibration.document["summary"]["images_used"],
@@ -186,7 +188,7 @@ def _quantize_int8(cfg: BuildConfig, graph: Graph, pre, timer: StageTimer, progr
     if cfg.calib is None:
         raise VccError("--dtype int8 needs calibration data: --calib DIR (photos or .npy tensors)")
     with timer.stage("calibrate"):
-        plan = plan_quantization(graph, cfg.fallback)
+        plan = plan_quantization(graph, cfg.fallback, cfg.attention_fp32)
         source = calibration_source(cfg.calib, graph.shape(graph.inputs[0]), pre, cfg.num_calib)
         settings = CalibrationSettings(cfg.calib_method, cfg.percentile, cfg.num_calib)
         calibration = calibrate(graph, plan, source, sha256_file(cfg.model), pre.to_dict(), settings,

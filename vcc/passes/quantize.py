@@ -85,7 +85,9 @@ def _weight_operand(g: Graph, n: Node) -> int | None:
     return None
 
 
-def plan_quantization(g: Graph, fallback: Iterable[str] = ()) -> QuantPlan:
+def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bool = True) -> QuantPlan:
+    """Choose the quantized nodes and tensors. `attention_fp32=False` also quantizes the convs on
+    1x1 maps (for measuring what keeping them in fp32 is worth)."""
     fallback = set(fallback)
     names = {n.name for n in g.nodes}
     unknown = sorted(fallback - names)
@@ -106,7 +108,7 @@ def plan_quantization(g: Graph, fallback: Iterable[str] = ()) -> QuantPlan:
             skipped[n.name] = "no constant weight"
             continue
         out_shape = g.shape(n.outputs[0])
-        if n.op in ("Conv", "ConvTranspose") and out_shape[2] * out_shape[3] == 1:
+        if attention_fp32 and n.op in ("Conv", "ConvTranspose") and out_shape[2] * out_shape[3] == 1:
             skipped[n.name] = "1x1 map (attention / pooling branch): fp32"
             continue
         if g.values[n.inputs[0]].dtype != "float32":
