@@ -112,10 +112,68 @@ def schedule_conv_func(sch: s_tir.Schedule) -> str:
     tile = choose_tile(ocb, ow, depthwise)
     rows_outer = depthwise or _rows_outer_pays(ocb, oh, ow, tile, reduce_extents)
     tile = dataclasses.replace(tile, rows_outer=rows_outer)
-    _tile_conv(sch, conv, epilogue, tile, reduce_extents)
+    rc_inner = _rc_inner(tile, reduce_extents) if len(reduce_extents) == 4 else reduce_extents[0]
+    if ROW_ACCUMULATE and rc_inner < reduce_extents[0] and math.prod(reduce_extents[1:3]) > 1:
+        _tile_conv_rows(sch, conv, epilogue, tile, reduce_extents, rc_inner)
+    else:
+        _tile_conv(sch, conv, epilogue, tile, reduce_extents)
     for pad in pads:
         schedule_elementwise(sch, pad)
     return "depthwise" if depthwise else "conv"
+
+
+ROW_ACCUMULATE = True
+L1_WEIGHT_BYTES = 24 << 10  # half of the 48 KiB L1D for the weights of one input-channel group
+
+
+def _rc_inner(tile: ConvTile, reduce_extents: list[int]) -> int:
+    """Input-channel blocks per pass over an output row: their weights for the tile's output
+    blocks stay in L1 while the pass walks the row."""
+    icb, kh, kw, _ = reduce_extents
+    per_block = tile.oc_tile * kh * kw * 16 * 16 * 4
+    fits = [d for d in range(1, icb + 1) if icb % d == 0 and d * per_block <= L1_WEIGHT_BYTES]
+    return fits[-1] if fits else 1
+
+
+def _tile_conv_rows(sch: s_tir.Schedule, conv, epilogue, tile: ConvTile,
+                    reduce_extents: list[int], rc_inner: int) -> None:
+    """Accumulate a whole output row in a row buffer, rc_inner input blocks per pass."""
+    n, ob, oh, ow, oi = sch.get_loops(epilogue)
+    ob_o, ob_i = sch.split(ob, [None, tile.oc_tile])
+    ow_o, ow_i = sch.split(ow, [None, tile.ow_tile])
+    outer = (n, oh, ob_o) if tile.rows_outer else (n, ob_o, oh)
+    sch.reorder(*outer, ow_o, ob_i, ow_i, oi)
+    sch.compute_at(conv, outer[-1])
+    sch.set_scope(conv, 0, "local")
+
+    ow_total = int(sch.get(ow_o).extent) * tile.ow_tile
+    spatial_ext = [tile.oc_tile, ow_total, 16]
+    spatial_roles = [r for r, e in zip(("ob", "ow", "oi"), spatial_ext, strict=True) if e > 1]
+    reduce_roles = [f"r{k}" for k, e in enumerate(reduce_extents) if e > 1]
+    inner = sch.get_loops(conv)[3:]  # below the three outer loops
+    expected = [e for e in spatial_ext if e > 1] + [e for e in reduce_extents if e > 1]
+    got = [int(sch.get(lp).extent) for lp in inner]
+    if got != expected or "ow" not in spatial_roles or "r0" not in reduce_roles:
+        raise ValueError(f"unexpected conv row loops {got}, wanted {expected}")
+    roles = dict(zip(spatial_roles + reduce_roles, inner, strict=True))
+    cw_o, cw_i = sch.split(roles["ow"], [None, tile.ow_tile])
+    rc_o, rc_i = sch.split(roles["r0"], [None, rc_inner])
+    order = [rc_o, cw_o, rc_i, *(roles[r] for r in reduce_roles[1:])]
+    order += [roles["ob"]] if "ob" in roles else []
+    order += [cw_i, roles["oi"]]
+    sch.reorder(*order)
+    sch.vectorize(roles["oi"])
+    sch.unroll(cw_i)
+    if "ob" in roles:
+        sch.unroll(roles["ob"])
+
+    e_loops = sch.get_loops(epilogue)[-3:]
+    sch.vectorize(e_loops[-1])
+    for lp in e_loops[:-1]:
+        if int(sch.get(lp).extent) > 1:
+            sch.unroll(lp)
+    sch.parallel(sch.fuse(*outer))
+    sch.decompose_reduction(conv, rc_o)
 
 
 def _tile_conv(sch: s_tir.Schedule, conv, epilogue, tile: ConvTile,
