@@ -26,6 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 HELDOUT = 50
 
@@ -34,29 +35,6 @@ def person_photos(data: Path) -> list[tuple[Path, Path]]:
     folder = data / "images" / "human_seg_vikram"
     ids = sorted(int(p.stem) for p in (folder / "images").glob("*.jpg"))
     return [(folder / "images" / f"{i}.jpg", folder / "masks" / f"{i}.png") for i in ids]
-
-
-def ort_quantize(fp32: Path, out: Path, calib_inputs: list[np.ndarray], method: str) -> Path:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self, name):
-            self.it = iter([{name: x} for x in calib_inputs])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    import onnx
-
-    name = onnx.load(str(fp32)).graph.input[0].name
-    pre = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    cm = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
-    quantize_static(str(pre), str(out), Reader(name), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=cm)
-    return out
 
 
 def score(outputs: list[np.ndarray], ref: list[np.ndarray], labels: list[np.ndarray]) -> dict:
@@ -72,6 +50,7 @@ def score(outputs: list[np.ndarray], ref: list[np.ndarray], labels: list[np.ndar
 
 
 def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int) -> dict:
+    from benchmarks_common import ort_quantize_static
     from trained_subjects import trained_subject
 
     from vcc.calib.preprocess import Preprocess, load_image
@@ -112,7 +91,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int)
     calib_inputs = [load_image(img, pre) for img, _ in
                     [train[i] for i in np.linspace(0, len(train) - 1, num_calib).round().astype(int)]]
     for method in ("entropy", "percentile"):
-        q = ort_quantize(fp32, work / f"{name}-ort-{method}.onnx", calib_inputs, method)
+        q = ort_quantize_static(fp32, work / f"{name}-ort-{method}.onnx", calib_inputs, method)
         sess = OrtSession(q, threads=threads)
         rows[f"ORT int8 ({method})"] = score([sess.run(x)[0] for x in xs], ref, labels)
     sim_cmp = score(vcc_out, sim_out, labels)
