@@ -7,6 +7,13 @@ kw, input channel), the 16 channels of a block are one vector, columns and chann
 unrolled; the epilogue (bias, ReLU, residual add ...) is inlined into the tile's write-back;
 the fused (n, oc-block, row) loop runs in parallel. The zero-padding stage stays a separate
 vectorised pass so the inner loop has no bounds checks.
+
+Convolutions with a k x k kernel (k > 1) whose weights for all input channels overflow L1
+accumulate a whole output row instead (`_tile_conv_rows`): the row buffer is revisited once per
+group of input-channel blocks whose weights fit in L1, so the weights of a pass stay in L1
+while it walks the row (6 % less CPU time than streaming them from L2 under the load of this
+shared machine, about even when it is quiet). 1x1 convolutions keep the register-only tile.
+Rows or oc-blocks go outermost by which order moves fewer bytes (`stream_rows_outer`).
 """
 
 from __future__ import annotations
