@@ -11,8 +11,13 @@ import numpy as np
 def ort_quantize_static(fp32: Path, out: Path, calib_inputs: list[np.ndarray], method: str) -> Path:
     """quantize_static with the Entropy or Percentile calibrator on `calib_inputs`."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     name = onnx.load(str(fp32)).graph.input[0].name

@@ -4,9 +4,12 @@
         [--default-runs 10] [--report]
 
 The same random weights build a Relax module (the high-level ops `lower_to_relax` emits) and
-an ONNX model (onnx.helper); ONNX Runtime runs with intra_op_num_threads=2. Times are the
-median (and min) of --runs calls after one warm-up call. The machine is shared: figures are
-noisy, compare them within one run of this script.
+an ONNX model (onnx.helper); ONNX Runtime runs with intra_op_num_threads = TVM_NUM_THREADS
+(2 unless set). Times are the median (and min) of --runs calls after one warm-up call, ONNX
+Runtime and the optimized TVM build taking turns so both see the same background load. The
+machine is shared: figures are noisy, compare them within one run of this script. With
+TVM_NUM_THREADS=1 the "cpu ms" column (process CPU time per call) is a measure of the work
+done that other processes' load barely moves; with 2 threads it includes TVM's spin-waiting.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-os.environ.setdefault("TVM_NUM_THREADS", "2")
+THREADS = int(os.environ.setdefault("TVM_NUM_THREADS", "2"))
 
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
@@ -221,15 +224,20 @@ def build_onnx(size: int, seed: int = 0) -> onnx.ModelProto:
     return model
 
 
-def time_calls(fn: Callable[[], object], runs: int) -> tuple[float, float]:
-    """(median, min) seconds of `runs` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
+def time_calls(fns: list[Callable[[], object]], runs: int) -> list[tuple[float, float, float]]:
+    """Per function (median wall s, min wall s, median CPU s) of `runs` calls, taking turns,
+    after one warm-up call each."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)), float(np.min(times))
+    wall: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for k, fn in enumerate(fns):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    return [(float(np.median(w)), float(np.min(w)), float(np.median(c))) for w, c in zip(wall, cpu, strict=True)]
 
 
 def tvm_runner(mod: tvm.IRModule, x: np.ndarray) -> tuple[Callable[[], np.ndarray], float]:
@@ -255,13 +263,11 @@ def main() -> None:
     rows = []
 
     sess_opts = ort.SessionOptions()
-    sess_opts.intra_op_num_threads = 2
+    sess_opts.intra_op_num_threads = THREADS
     sess_opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(build_onnx(args.size).SerializeToString(), sess_opts,
                                 providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"x": x})[0]
-    med, best = time_calls(lambda: sess.run(None, {"x": x}), args.runs)
-    rows.append(("onnxruntime 2 threads", med, best, "", 0.0))
 
     mod = build_relax(args.size)
     t = time.perf_counter()
@@ -269,24 +275,27 @@ def main() -> None:
     opt_s = time.perf_counter() - t
     run_opt, compile_s = tvm_runner(opt, x)
     err = float(np.abs(run_opt() - ref).max() / np.abs(ref).max())
-    med, best = time_calls(run_opt, args.runs)
-    rows.append(("tvm optimize_for_cpu", med, best, f"{opt_s:.1f} + {compile_s:.1f}", err))
+    (ort_t, opt_t) = time_calls([lambda: sess.run(None, {"x": x}), run_opt], args.runs)
+    rows = [(f"onnxruntime {THREADS} thread(s)", *ort_t, "", 0.0),
+            ("tvm optimize_for_cpu", *opt_t, f"{opt_s:.1f} + {compile_s:.1f}", err)]
 
     if args.default_runs:
         run_def, compile_s = tvm_runner(mod, x)
         err = float(np.abs(run_def() - ref).max() / np.abs(ref).max())
-        med, best = time_calls(run_def, args.default_runs)
-        rows.append(("tvm default compile", med, best, f"{compile_s:.1f}", err))
+        (def_t,) = time_calls([run_def], args.default_runs)
+        rows.append(("tvm default compile", *def_t, f"{compile_s:.1f}", err))
 
-    print(f"BiSeNet-like, 1x3x{args.size}x{args.size} fp32, TVM_NUM_THREADS="
-          f"{os.environ.get('TVM_NUM_THREADS')}, ORT intra_op_num_threads=2, "
-          f"{args.runs} runs ({args.default_runs} for the default build) after 1 warm-up")
+    print(f"BiSeNet-like, 1x3x{args.size}x{args.size} fp32, TVM_NUM_THREADS={THREADS}, "
+          f"ORT intra_op_num_threads={THREADS}, {args.runs} runs ({args.default_runs} for the "
+          "default build) after 1 warm-up")
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"shared 2-vCPU machine, load average {load} at the end: other engineers' jobs run at "
           "the same time, figures are noisy")
-    print(f"{'runtime':24s} {'median ms':>10s} {'min ms':>9s} {'build s':>12s} {'max rel err':>12s}")
-    for name, med, best, build, err in rows:
-        print(f"{name:24s} {med * 1e3:10.1f} {best * 1e3:9.1f} {build:>12s} {err:12.2e}")
+    print(f"{'runtime':24s} {'median ms':>10s} {'min ms':>9s} {'cpu ms':>9s} {'build s':>12s} "
+          f"{'max rel err':>12s}")
+    for name, med, best, cpu, build, err in rows:
+        print(f"{name:24s} {med * 1e3:10.1f} {best * 1e3:9.1f} {cpu * 1e3:9.1f} {build:>12s} "
+              f"{err:12.2e}")
     print(report.table() if args.report else report.summary())
 
 

@@ -50,9 +50,9 @@ def main() -> None:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     import numpy as np
     import torch
-
     from benchmarks_common import ort_quantize_static
     from conftest import data_dir
+
     from vcc.calib.preprocess import Preprocess, list_images, load_image
     from vcc.frontends.zoo import zoo_models
     from vcc.frontends.zoo.export import MainLogits, build_zoo_module, count_macs, count_params
@@ -88,7 +88,7 @@ def main() -> None:
         x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32))
         wrapped = MainLogits(entry, module).eval()
         with torch.no_grad():
-            row["torch_fp32_ms"] = round(measure(lambda: wrapped(x), args.runs).median_ms, 3)
+            row["torch_fp32_ms"] = round(measure(lambda w=wrapped, t=x: w(t), args.runs).median_ms, 3)
         if args.int8:
             photos = data / "images" / PHOTOS[entry.family]
             art8 = work / f"{name}-int8"
@@ -101,7 +101,7 @@ def main() -> None:
             q = ort_quantize_static(onnx_path, work / f"{name}-ort-int8.onnx", calib, "percentile")
             sess = OrtSession(q, threads=args.threads)
             xn = x.numpy()
-            row["ort_int8_ms"] = round(measure(lambda: sess.run(xn), args.runs).median_ms, 3)
+            row["ort_int8_ms"] = round(measure(lambda s=sess, t=xn: s.run(t), args.runs).median_ms, 3)
         rows.append(row)
         print(json.dumps(row), flush=True)
 
