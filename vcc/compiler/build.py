@@ -103,13 +103,20 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
     if cfg.dtype == "int8":
         graph, calibration, precisions = _quantize_int8(cfg, graph, pre, timer, progress)
     with timer.stage("lower"):
-        mod = lower_to_relax(graph)
+        plain = lower_to_relax(graph)
         target = cpu_target(cfg.mcpu, cfg.num_cores)
-        schedule_report = None
+        mod, schedule_report = plain, None
         if cfg.schedules:
-            mod, schedule_report = _apply_schedules(mod, target, progress)
+            mod, schedule_report = _apply_schedules(plain, target, progress)
     with timer.stage("compile"):
-        executable = compile_relax(mod, target)
+        try:
+            executable = compile_relax(mod, target)
+        except Exception as e:
+            if mod is plain:
+                raise
+            _schedule_failure(e, progress)
+            schedule_report = {"failed": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            executable = compile_relax(plain, target)
 
     manifest = {
         "vcc_version": vcc.__version__,
@@ -238,9 +245,20 @@ def _apply_schedules(mod, target, progress):
         from vcc.runtime.schedules import optimize_for_cpu
     except ImportError:
         return mod, None
-    mod, report = optimize_for_cpu(mod, target)
+    try:
+        scheduled, report = optimize_for_cpu(mod, target)
+    except Exception as e:  # a schedule bug must not cost the user the artifact
+        _schedule_failure(e, progress)
+        return mod, {"failed": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
     summary = report.to_dict() if hasattr(report, "to_dict") else None
-    return mod, summary
+    return scheduled, summary
+
+
+def _schedule_failure(e: Exception, progress) -> None:
+    msg = str(e).strip().splitlines()
+    progress(f"  WARNING: vcc's CPU schedules failed on this model ({type(e).__name__}: "
+             f"{msg[-1] if msg else ''}); building with TVM's default schedules (slow). "
+             "Please report this model.")
 
 
 def _io(graph: Graph, name: str) -> dict:
