@@ -1,7 +1,9 @@
 """optimize_for_cpu: high-level Relax module -> fused, hand-scheduled module for this CPU.
 
-    pack_channels            NCHW16c chosen once for the whole graph, weights re-laid in numpy
-    LegalizeOps              our TE compute for the packed convolutions, TOPI for the rest
+    pack_channels            NCHW16c chosen once for the whole graph, weights re-laid in numpy,
+                             stride-s transposed convs as s*s phase convs
+    LegalizeOps              our TE computes for the packed convolutions and for separable
+                             bilinear upsampling, TOPI for the rest
     AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR
                              conv + bias + ReLU (+ residual add ...) become one PrimFunc
     per fused PrimFunc       conv-tiled schedule if it holds a packed conv, else our generic
@@ -21,7 +23,7 @@ from tvm import relax, s_tir, tirx
 
 from vcc.errors import VccError
 
-from .conv_compute import CONV_BLOCK, DWCONV_BLOCK, legalize_packed_conv2d
+from .conv_compute import legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
 from .generic_schedule import schedule_generic_func
 from .pack import pack_channels, relax_entries
@@ -141,4 +143,4 @@ def _first_line(err: Exception) -> str:
     return msg[:200]
 
 
-__all__ = ["optimize_for_cpu", "schedule_function", "conv_macs", "CONV_BLOCK", "DWCONV_BLOCK"]
+__all__ = ["optimize_for_cpu", "schedule_function", "conv_macs", "call_counts", "LEGALIZE_MAP"]
