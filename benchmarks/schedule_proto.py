@@ -260,7 +260,6 @@ def main() -> None:
     args = ap.parse_args()
 
     x = np.random.default_rng(1).standard_normal((1, 3, args.size, args.size)).astype(np.float32)
-    rows = []
 
     sess_opts = ort.SessionOptions()
     sess_opts.intra_op_num_threads = THREADS
