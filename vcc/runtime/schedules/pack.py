@@ -22,6 +22,7 @@ from tvm import relax, te
 from vcc.errors import VccError
 
 from .conv_compute import BLOCK
+from .int8_conv import pack_int8_weight, qconv2d_packed, qconv2d_packed_signed, signed_correction
 
 R = relax.op
 TO_NCHWC = "nchw_to_nchwc"
@@ -221,11 +222,57 @@ def _pack_weight(w: np.ndarray, form: str) -> np.ndarray:
 KERNEL_LAYOUT = {"packed": "OIHW16i16o", "plain_input": "OIHW16o", "depthwise": "OIHW16o"}
 
 
+def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
+    """u8/s8 x s8 -> s32 conv (groups 1, input channels % 16 == 0) as a VNNI-packed conv;
+    None when it does not qualify (the caller keeps it plain: TVM's default schedule)."""
+    a = call.attrs
+    data, weight = call.args
+    dshape = static_shape(data)
+    signed = _dtype(data) == "int8"
+    w = _const_np(weight)
+    if int(a.groups) != 1 or w.dtype != np.int8 or dshape is None or dshape[1] % BLOCK \
+            or w.shape[1] != dshape[1]:
+        return None
+    cout = w.shape[0]
+    cout_pad = -cout % BLOCK
+    if cout_pad:
+        w = np.concatenate([w, np.zeros((cout_pad, *w.shape[1:]), np.int8)])
+    common = dict(strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
+                  dilation=[int(v) for v in a.dilation])
+    x = p.packed(data)
+    wq = relax.const(pack_int8_weight(w))
+    if signed:
+        y = p.bb.emit(p.bb.call_te(qconv2d_packed_signed, x, wq, relax.const(signed_correction(w)),
+                                   primfunc_name_hint="qconv2d_nchwc", **common))
+    else:
+        y = p.bb.emit(p.bb.call_te(qconv2d_packed, x, wq, primfunc_name_hint="qconv2d_nchwc",
+                                   **common))
+    p.count("conv_int8_signed" if signed else "conv_int8")
+    if not cout_pad:
+        return Value(y, PACKED)
+    p.count("conv_out_padded")
+    return Value(p.unpack(y, cout), PLAIN)
+
+
+def _is_int8_conv(call: relax.Call) -> bool:
+    a = call.attrs
+    data, weight = call.args
+    return (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) == ("NCHW", "OIHW", "NCHW") \
+        and _is_const(weight) and _dtype(data) in ("uint8", "int8") \
+        and a.out_dtype is not None and str(a.out_dtype) == "int32"
+
+
 @rule("relax.nn.conv2d")
 def _conv2d(p: Packer, call: relax.Call) -> Value:
     a = call.attrs
     data, weight = call.args
     dshape = static_shape(data)
+    if _is_int8_conv(call):
+        val = _int8_conv(p, call)
+        if val is not None:
+            return val
+        p.count("conv_int8_plain")
+        return p.keep_plain(call)
     if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) != ("NCHW", "OIHW", "NCHW") \
             or not _is_const(weight) or dshape is None or _dtype(data) != "float32" \
             or (a.out_dtype is not None and str(a.out_dtype) not in ("", "float32")):
@@ -346,6 +393,14 @@ UNARY = ("relax.nn.relu", "relax.sigmoid", "relax.tanh", "relax.exp", "relax.cli
          "relax.nn.gelu", "relax.nn.silu", "relax.square", "relax.round", "relax.sign")
 BINARY = ("relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.maximum",
           "relax.minimum", "relax.power")
+
+
+@rule("relax.astype")
+def _astype(p: Packer, call: relax.Call) -> Value:
+    x = call.args[0]
+    if not p.is_packed(x):
+        return p.keep_plain(call)
+    return Value(R.astype(p.packed(x), str(call.attrs.dtype)), PACKED)
 
 
 @rule(*UNARY)

@@ -1,12 +1,14 @@
 """optimize_for_cpu: high-level Relax module -> fused, hand-scheduled module for this CPU.
 
     pack_channels            NCHW16c chosen once for the whole graph, weights re-laid in numpy,
-                             stride-s transposed convs as s*s phase convs
+                             stride-s transposed convs as s*s phase convs, int8 convs
+                             (u8/s8 x s8 -> s32) as VNNI-packed convs (int8_conv.py)
     LegalizeOps              our TE computes for the packed convolutions and for separable
                              bilinear upsampling, TOPI for the rest
     AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR
                              conv + bias + ReLU (+ residual add ...) become one PrimFunc
-    per fused PrimFunc       conv-tiled schedule if it holds a packed conv, else our generic
+    per fused PrimFunc       VNNI-tensorized schedule if it holds an int8 packed conv,
+                             conv-tiled schedule if it holds a packed conv, else our generic
                              injective / reduction schedule, else DLight's CPU rules, else none
 
 The result goes to `tvm.compile(mod, target)` unchanged: its Relax passes find nothing left to
@@ -26,6 +28,7 @@ from vcc.errors import VccError
 from .conv_compute import legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
 from .generic_schedule import schedule_generic_func
+from .int8_conv import find_qconv_block, schedule_int8_conv_func
 from .pack import pack_channels, relax_entries
 from .report import FuncRecord, ScheduleReport
 from .resize_compute import legalize_resize2d
@@ -103,7 +106,9 @@ def schedule_function(name: str, func: tirx.PrimFunc, target: tvm.target.Target
     macs = conv_macs(func, name)
     notes = []
     attempts = []
-    if find_conv_block(s_tir.Schedule(func)) is not None:
+    if find_qconv_block(s_tir.Schedule(func)) is not None:
+        attempts.append(schedule_int8_conv_func)
+    elif find_conv_block(s_tir.Schedule(func)) is not None:
         attempts.append(schedule_conv_func)
     attempts.append(schedule_generic_func)
     for attempt in attempts:

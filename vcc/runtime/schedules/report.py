@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 # How a function was scheduled, best first.
-HAND = ("conv", "depthwise")  # register-tiled convolution schedules
+HAND = ("conv", "depthwise", "conv_int8")  # register-tiled convolution schedules (int8: VNNI)
 GENERIC = ("injective", "reduction")  # our parallel + vectorised schedules
 FALLBACK = ("dlight", "default")  # TVM's DLight CPU rules, or the plain legalized loops
 

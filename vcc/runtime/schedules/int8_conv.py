@@ -1,0 +1,226 @@
+"""Packed int8 convolutions on the VNNI dot product (u8 x s8 -> s32, 16 lanes x 4).
+
+    data     NCHW16c  uint8 (int8 activations are shifted by +128 in the padding stage)
+    kernel   OIHW4i16o4i int8: (O/16, I/16, KH, KW, 4, 16, 4), re-laid out in numpy
+    out      NCHW16c  int32, exact: for int8 data the constant 128 * sum(w) per output channel
+             is subtracted again in an elementwise stage that inlines into the epilogue
+
+`pack.py` emits these convs directly (`call_te`), so LegalizeOps never sees them; FuseOps fuses
+the requantization epilogue (bias, astype, scale, ReLU, round / clip / astype) into the
+function, and `schedule_int8_conv_func` tiles it like the fp32 conv (output tile accumulated
+in registers, epilogue inlined into the write-back) with the innermost 16 x 4 tensorized.
+
+The wheel's `dot_16x4_vnni` does not compile with its LLVM 22 (vpdpbusd now takes 64 x i8
+operands) and its accumulator buffer must be global; `VNNI_LOCAL_INTRIN` is ours.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import s_tir, te, tirx
+from tvm.script import tirx as T
+
+from .conv_compute import BLOCK, _ints, _out_hw
+from .conv_schedule import choose_tile
+from .tir_util import (
+    block_name,
+    inline_spatial_blocks,
+    loop_extents,
+    schedule_elementwise,
+    top_blocks,
+)
+
+QCONV_BLOCK = "qconv2d_nchwc"
+QPAD_BLOCK = "qconv_pad"
+LANES = 4  # input channels per VNNI dot product
+SHIFT = 128  # int8 -> uint8 offset
+VNNI_LOCAL_INTRIN = "vcc_dot_16x4_vnni_local"
+
+
+# --- the intrinsic -------------------------------------------------------------------------------
+
+@T.prim_func(s_tir=True)
+def _dot_desc(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for k in T.serial(0, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _dot_vnni(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        a_i32 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+        a_u8x64 = T.reinterpret(T.broadcast(a_i32, 16), dtype="uint8x64")
+        b_i8x64 = B.vload([0, 0], dtype="int8x64")
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+            C.vload([0], dtype="int32x16"),
+            a_u8x64,
+            b_i8x64,
+            dtype="int32x16",
+        )
+
+
+_REGISTERED: list[bool] = []
+
+
+def register_vnni_intrin() -> str:
+    """Register our VNNI intrinsic once per process; returns its name."""
+    if not _REGISTERED:
+        s_tir.TensorIntrin.register(VNNI_LOCAL_INTRIN, _dot_desc, _dot_vnni, override=True)
+        _REGISTERED.append(True)
+    return VNNI_LOCAL_INTRIN
+
+
+# --- weights and compute -------------------------------------------------------------------------
+
+def pack_int8_weight(w: np.ndarray) -> np.ndarray:
+    """OIHW int8 (O % 16 == 0, I % 16 == 0) -> (O/16, I/16, KH, KW, 4, 16, 4)."""
+    o, i, kh, kw = w.shape
+    blocks = w.reshape(o // BLOCK, BLOCK, i // BLOCK, BLOCK // LANES, LANES, kh, kw)
+    return np.ascontiguousarray(blocks.transpose(0, 2, 5, 6, 3, 1, 4).astype(np.int8))
+
+
+def signed_correction(w: np.ndarray) -> np.ndarray:
+    """128 * sum(w) per output channel, packed (1, O/16, 1, 1, 16) int32: what the +128 shift
+    of int8 activations adds to each accumulator."""
+    o = w.shape[0]
+    total = SHIFT * w.reshape(o, -1).astype(np.int64).sum(axis=1)
+    return total.astype(np.int32).reshape(1, o // BLOCK, 1, 1, BLOCK)
+
+
+def _pad_u8(data: te.Tensor, padding: list[int], signed: bool) -> te.Tensor:
+    """Padded uint8 copy of the packed input: int8 data shifted by +128, padding the shifted 0."""
+    top, left, bottom, right = padding
+    n, cb, h, w, ci = _ints(data.shape)
+    fill = tirx.const(SHIFT if signed else 0, "uint8")
+
+    def body(b, c, y, x, k):
+        v = data[b, c, y - top, x - left, k]
+        u8 = (v.astype("int32") + SHIFT).astype("uint8") if signed else v
+        inside = tirx.all(y >= top, y < h + top, x >= left, x < w + left)
+        return tirx.if_then_else(inside, u8, fill)
+
+    return te.compute((n, cb, h + top + bottom, w + left + right, ci), body, name=QPAD_BLOCK)
+
+
+def qconv2d_packed(data: te.Tensor, weight: te.Tensor, strides, padding, dilation) -> te.Tensor:
+    """NCHW16c uint8 x (O/16, I/16, KH, KW, 4, 16, 4) int8 -> NCHW16c int32."""
+    return _qconv(data, weight, None, strides, padding, dilation)
+
+
+def qconv2d_packed_signed(data: te.Tensor, weight: te.Tensor, correction: te.Tensor, strides,
+                          padding, dilation) -> te.Tensor:
+    """The same for int8 data: computed on data + 128, minus `correction` (int32, packed)."""
+    return _qconv(data, weight, correction, strides, padding, dilation)
+
+
+def _qconv(data, weight, correction, strides, padding, dilation) -> te.Tensor:
+    strides, padding, dilation = _ints(strides), _ints(padding), _ints(dilation)
+    n, _, h, w, _ = _ints(data.shape)
+    ocb, icb, kh, kw, ic4, oci, lanes = _ints(weight.shape)
+    oh, ow = _out_hw(h, w, kh, kw, strides, padding, dilation)
+    pad = _pad_u8(data, padding, correction is not None)
+    rc = te.reduce_axis((0, icb), name="rc")
+    rh = te.reduce_axis((0, kh), name="rh")
+    rw = te.reduce_axis((0, kw), name="rw")
+    ro = te.reduce_axis((0, ic4), name="ro")
+    ri = te.reduce_axis((0, lanes), name="ri")
+
+    def body(b, o, y, x, c):
+        a = pad[b, rc, y * strides[0] + rh * dilation[0], x * strides[1] + rw * dilation[1],
+                ro * lanes + ri]
+        return te.sum(a.astype("int32") * weight[o, rc, rh, rw, ro, c, ri].astype("int32"),
+                      axis=[rc, rh, rw, ro, ri])
+
+    acc = te.compute((n, ocb, oh, ow, oci), body, name=QCONV_BLOCK)
+    if correction is None:
+        return acc
+    return te.compute(acc.shape, lambda b, o, y, x, c: acc[b, o, y, x, c] - correction[0, o, 0, 0, c],
+                      name="qconv_unshift")
+
+
+# --- schedule ------------------------------------------------------------------------------------
+
+def find_qconv_block(sch: s_tir.Schedule):
+    found = [b for b in top_blocks(sch) if block_name(sch, b).startswith(QCONV_BLOCK)]
+    return found[0] if len(found) == 1 else None
+
+
+def schedule_int8_conv_func(sch: s_tir.Schedule) -> str:
+    """Register-tiled int8 conv with the VNNI dot product; returns "conv_int8"."""
+    conv = find_qconv_block(sch)
+    if conv is None:
+        raise ValueError("no unique int8 conv block")
+    conv_name = block_name(sch, conv)
+    pads = [b for b in top_blocks(sch) if block_name(sch, b).startswith(QPAD_BLOCK)]
+    keep = {conv_name, *(block_name(sch, p) for p in pads)}
+    inline_spatial_blocks(sch, keep=keep)
+    conv = sch.get_sblock(conv_name)
+    out_shape = loop_extents(sch, conv)[:5]
+    consumers = [b for b in top_blocks(sch) if block_name(sch, b) not in keep]
+    if not consumers:
+        epilogue = sch.cache_write(conv, 0, "global")
+    elif len(consumers) == 1 and loop_extents(sch, consumers[0]) == out_shape:
+        epilogue = consumers[0]
+    else:
+        raise ValueError(f"int8 conv epilogue is not one elementwise block: "
+                         f"{[block_name(sch, b) for b in consumers]}")
+    conv = sch.get_sblock(conv_name)
+    reduce_extents = loop_extents(sch, conv)[5:]
+    _, ocb, _, ow, _ = out_shape
+    tile = choose_tile(ocb, ow, False)
+
+    n, ob, oh, ow_l, oi = sch.get_loops(epilogue)
+    ob_o, ob_i = sch.split(ob, [None, tile.oc_tile])
+    ow_o, ow_i = sch.split(ow_l, [None, tile.ow_tile])
+    outer = (n, ob_o, oh)
+    sch.reorder(*outer, ow_o, ob_i, ow_i, oi)
+    sch.compute_at(conv, ow_o)
+    sch.set_scope(conv, 0, "local")
+
+    spatial_ext = [tile.oc_tile, tile.ow_tile, BLOCK]
+    spatial_roles = [r for r, e in zip(("ob", "ow", "oi"), spatial_ext, strict=True) if e > 1]
+    reduce_names = ("rc", "rh", "rw", "ro", "ri")
+    reduce_roles = [r for r, e in zip(reduce_names, reduce_extents, strict=True) if e > 1]
+    inner = sch.get_loops(conv)[4:]
+    expected = [e for e in spatial_ext if e > 1] + [e for e in reduce_extents if e > 1]
+    got = [int(sch.get(lp).extent) for lp in inner]
+    if got != expected or "ri" not in reduce_roles:
+        raise ValueError(f"unexpected int8 conv tile loops {got}, wanted {expected}")
+    roles = dict(zip(spatial_roles + reduce_roles, inner, strict=True))
+    outer_red = [roles[r] for r in reduce_roles if r != "ri"]
+    tiles = [roles[r] for r in ("ob", "ow") if r in roles]
+    sch.reorder(*outer_red, *tiles, roles["oi"], roles["ri"])
+    for lp in tiles:
+        sch.unroll(lp)
+
+    e_loops = sch.get_loops(epilogue)[-3:]
+    sch.vectorize(e_loops[-1])
+    for lp in e_loops[:-1]:
+        if int(sch.get(lp).extent) > 1:
+            sch.unroll(lp)
+    sch.parallel(sch.fuse(*outer))
+    first = outer_red[0] if outer_red else (tiles[0] if tiles else roles["oi"])
+    init = sch.decompose_reduction(conv, first)
+    init_loops = sch.get_loops(init)
+    sch.vectorize(init_loops[-1])
+    sch.tensorize(roles["oi"], register_vnni_intrin())
+    for pad in pads:
+        schedule_elementwise(sch, pad)
+    return "conv_int8"
