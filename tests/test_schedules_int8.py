@@ -91,6 +91,9 @@ def test_pack_int8_weight_layout():
     assert p.shape == (2, 3, 3, 3, 4, 16, 4)
     # (ocb, icb, kh, kw, ic4, oc16, lane) = w[ocb*16 + oc16, icb*16 + ic4*4 + lane, kh, kw]
     assert p[1, 2, 0, 1, 3, 5, 2] == w[16 + 5, 32 + 3 * 4 + 2, 0, 1]
+    plain = pack_int8_weight(w[:, :6])  # 6 input channels: one block, padded to 8
+    assert plain.shape == (2, 1, 3, 3, 2, 16, 4)
+    assert plain[0, 0, 2, 2, 1, 7, 1] == w[7, 5, 2, 2] and plain[0, 0, 2, 2, 1, 7, 2] == 0
     corr = signed_correction(w)
     assert corr.shape == (1, 2, 1, 1, 16)
     assert corr[0, 1, 0, 0, 3] == 128 * int(w[19].astype(np.int64).sum())
@@ -126,18 +129,22 @@ def test_int8_signed_activations_bit_identical():
     assert report.layout.get("conv_int8_signed") == 2
 
 
-def test_fallbacks_depthwise_and_odd_channels():
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_plain_input_stem_depthwise_fallback_and_padded_outputs(dtype):
     def body(bb, x):
-        q = quantize(bb, x, 0.02, "uint8")  # 3 input channels: no VNNI packing
-        q = qconv(bb, q, 3, 32)
-        q = qconv(bb, q, 32, 32, groups=32)  # depthwise int8: generic
+        q = quantize(bb, x, 0.02, dtype)  # 3 input channels: plain input, one 4-channel block
+        q = qconv(bb, q, 3, 32, k=7, stride=2)
+        q = qconv(bb, q, 32, 32, groups=32)  # depthwise int8: not packed, generic schedule
         q = qconv(bb, q, 32, 24)  # 24 output channels: padded to 32, sliced after
+        q = qconv(bb, q, 24, 16, k=1)  # 24 input channels: plain input, one 24-channel block
         return dequantize(bb, q, 0.05)
 
-    report = check(graph(body, (1, 3, 10, 16)), (1, 3, 10, 16))
-    assert report.layout.get("conv_int8_plain") == 2, report.layout
-    assert report.layout.get("conv_int8") == 1
-    assert schedules(report).get("conv_int8") == 1, report.table()
+    report = check(graph(body, (1, 3, 20, 32)), (1, 3, 20, 32))
+    assert report.layout.get("conv_int8_plain") == 1, report.layout
+    assert report.layout.get("conv_int8_plain_input") == 2, report.layout
+    assert schedules(report).get("conv_int8") == 3, report.table()
+    depthwise = [f for f in report.functions if f.macs and f.schedule != "conv_int8"]
+    assert len(depthwise) == 1 and depthwise[0].macs == 32 * 10 * 16 * 9, report.table()
 
 
 @pytest.mark.parametrize("k,stride", [(3, 1), (1, 1), (3, 2)])
@@ -152,3 +159,47 @@ def test_int8_conv_float_output(k, stride):
 
     report = check(graph(body, (1, 3, 9, 13)), (1, 3, 9, 13))
     assert schedules(report).get("conv_int8") == 1, report.table()
+
+
+def _observed_quant(g, plan, x: np.ndarray) -> dict:
+    """MinMax thresholds from one fp32 run (uint8 where a tensor is non-negative)."""
+    import onnxruntime as ort
+
+    from vcc.frontends.onnx_export import export_onnx
+    from vcc.passes.quantize import TensorQuant
+
+    names = [t for t in plan.tensors if t not in g.inputs]
+    model = export_onnx(g, extra_outputs=names)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = sess.run(names, {g.inputs[0]: x})
+    values = {g.inputs[0]: x, **dict(zip(names, outs, strict=True))}
+    return {t: TensorQuant.from_threshold(float(np.abs(values[t]).max()), bool(values[t].min() >= 0))
+            for t in plan.tensors}
+
+
+@pytest.mark.slow
+def test_insert_qdq_bisenet_shaped_bit_identical(tmp_path):
+    """vcc's own QDQ rewrite of a small BiSeNet-shaped net (int8 input, uint8 ReLU outputs,
+    residual adds, concat, global context, resize): scheduled == unscheduled, bit for bit."""
+    from subjects import BiSeNetShaped, seeded
+
+    from vcc.frontends.onnx_import import load_model
+    from vcc.frontends.torch_export import export_torch
+    from vcc.passes import PassManager, default_fp32_pipeline
+    from vcc.passes.quantize import insert_qdq, plan_quantization
+    from vcc.runtime.lower import lower_to_relax
+
+    shape = (1, 3, 64, 64)
+    path = tmp_path / "bisenet_shaped.onnx"
+    export_torch(seeded(BiSeNetShaped(num_classes=5, width=16)), shape, path)
+    g = PassManager(default_fp32_pipeline()).run(load_model(path))
+    plan = plan_quantization(g)
+    x = RNG.standard_normal(shape).astype(np.float32)
+    qg = insert_qdq(g, plan, _observed_quant(g, plan, x))
+    mod = lower_to_relax(qg)
+    ref = run(mod, x)
+    opt, report = optimize_for_cpu(mod, TARGET)
+    np.testing.assert_array_equal(run(opt, x), ref)
+    counts = schedules(report)
+    assert counts.get("conv_int8", 0) >= 5, report.table()
+    assert report.macs(("conv_int8",)) > 0.8 * report.macs(), report.table()

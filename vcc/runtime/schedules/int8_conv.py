@@ -1,6 +1,8 @@
 """Packed int8 convolutions on the VNNI dot product (u8 x s8 -> s32, 16 lanes x 4).
 
-    data     NCHW16c  uint8 (int8 activations are shifted by +128 in the padding stage)
+    data     NCHW16c  uint8 (int8 activations are shifted by +128 in the padding stage), or
+             NCHW when the input channels are no multiple of 16 (an RGB stem): the padding
+             stage then gathers them into one block, channels rounded up to 4
     kernel   OIHW4i16o4i int8: (O/16, I/16, KH, KW, 4, 16, 4), re-laid out in numpy
     out      NCHW16c  int32, exact: for int8 data the constant 128 * sum(w) per output channel
              is subtracted again in an elementwise stage that inlines into the epilogue
@@ -90,9 +92,15 @@ def register_vnni_intrin() -> str:
 # --- weights and compute -------------------------------------------------------------------------
 
 def pack_int8_weight(w: np.ndarray) -> np.ndarray:
-    """OIHW int8 (O % 16 == 0, I % 16 == 0) -> (O/16, I/16, KH, KW, 4, 16, 4)."""
+    """OIHW int8 (O % 16 == 0) -> (O/16, I/16, KH, KW, 4, 16, 4) when I % 16 == 0 (packed
+    input), else (O/16, 1, KH, KW, I4/4, 16, 4) with I zero-padded to I4, a multiple of 4
+    (plain NCHW input, one input-channel block)."""
     o, i, kh, kw = w.shape
-    blocks = w.reshape(o // BLOCK, BLOCK, i // BLOCK, BLOCK // LANES, LANES, kh, kw)
+    if i % BLOCK:
+        w = np.concatenate([w, np.zeros((o, -i % LANES, kh, kw), w.dtype)], axis=1)
+        i = w.shape[1]
+    block = BLOCK if i % BLOCK == 0 else i
+    blocks = w.reshape(o // BLOCK, BLOCK, i // block, block // LANES, LANES, kh, kw)
     return np.ascontiguousarray(blocks.transpose(0, 2, 5, 6, 3, 1, 4).astype(np.int8))
 
 
@@ -104,23 +112,35 @@ def signed_correction(w: np.ndarray) -> np.ndarray:
     return total.astype(np.int32).reshape(1, o // BLOCK, 1, 1, BLOCK)
 
 
-def _pad_u8(data: te.Tensor, padding: list[int], signed: bool) -> te.Tensor:
-    """Padded uint8 copy of the packed input: int8 data shifted by +128, padding the shifted 0."""
+def _pad_u8(data: te.Tensor, padding: list[int], signed: bool, channels: int) -> te.Tensor:
+    """Padded uint8 copy of the input in (N, C/c, H, W, c) blocks: int8 data shifted by +128,
+    padding the shifted 0. A 5-D input is already packed (c = 16); a 4-D (NCHW) input becomes
+    one block of `channels` (its channels rounded up to 4; the extra ones hold the shifted 0
+    and meet zero weights)."""
     top, left, bottom, right = padding
-    n, cb, h, w, ci = _ints(data.shape)
+    packed = len(data.shape) == 5
+    if packed:
+        n, cb, h, w, ci = _ints(data.shape)
+    else:
+        n, c_in, h, w = _ints(data.shape)
+        cb, ci = 1, channels
     fill = tirx.const(SHIFT if signed else 0, "uint8")
 
     def body(b, c, y, x, k):
-        v = data[b, c, y - top, x - left, k]
+        if packed:
+            v = data[b, c, y - top, x - left, k]
+            inside = tirx.all(y >= top, y < h + top, x >= left, x < w + left)
+        else:
+            v = data[b, k, y - top, x - left]
+            inside = tirx.all(y >= top, y < h + top, x >= left, x < w + left, k < c_in)
         u8 = (v.astype("int32") + SHIFT).astype("uint8") if signed else v
-        inside = tirx.all(y >= top, y < h + top, x >= left, x < w + left)
         return tirx.if_then_else(inside, u8, fill)
 
     return te.compute((n, cb, h + top + bottom, w + left + right, ci), body, name=QPAD_BLOCK)
 
 
 def qconv2d_packed(data: te.Tensor, weight: te.Tensor, strides, padding, dilation) -> te.Tensor:
-    """NCHW16c uint8 x (O/16, I/16, KH, KW, 4, 16, 4) int8 -> NCHW16c int32."""
+    """NCHW16c (or NCHW) uint8 x packed int8 weights (`pack_int8_weight`) -> NCHW16c int32."""
     return _qconv(data, weight, None, strides, padding, dilation)
 
 
@@ -132,10 +152,11 @@ def qconv2d_packed_signed(data: te.Tensor, weight: te.Tensor, correction: te.Ten
 
 def _qconv(data, weight, correction, strides, padding, dilation) -> te.Tensor:
     strides, padding, dilation = _ints(strides), _ints(padding), _ints(dilation)
-    n, _, h, w, _ = _ints(data.shape)
+    dims = _ints(data.shape)  # (N, C/16, H, W, 16) or (N, C, H, W)
+    n, h, w = dims[0], dims[2], dims[3]
     ocb, icb, kh, kw, ic4, oci, lanes = _ints(weight.shape)
     oh, ow = _out_hw(h, w, kh, kw, strides, padding, dilation)
-    pad = _pad_u8(data, padding, correction is not None)
+    pad = _pad_u8(data, padding, correction is not None, ic4 * lanes)
     rc = te.reduce_axis((0, icb), name="rc")
     rh = te.reduce_axis((0, kh), name="rh")
     rw = te.reduce_axis((0, kw), name="rw")

@@ -223,15 +223,16 @@ KERNEL_LAYOUT = {"packed": "OIHW16i16o", "plain_input": "OIHW16o", "depthwise": 
 
 
 def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
-    """u8/s8 x s8 -> s32 conv (groups 1, input channels % 16 == 0) as a VNNI-packed conv;
+    """u8/s8 x s8 -> s32 conv (groups 1) as a VNNI-packed conv, on NCHW16c input when its
+    channels are a multiple of 16, else on the plain input (at most 64 channels: one block);
     None when it does not qualify (the caller keeps it plain: TVM's default schedule)."""
     a = call.attrs
     data, weight = call.args
     dshape = static_shape(data)
     signed = _dtype(data) == "int8"
     w = _const_np(weight)
-    if int(a.groups) != 1 or w.dtype != np.int8 or dshape is None or dshape[1] % BLOCK \
-            or w.shape[1] != dshape[1]:
+    if int(a.groups) != 1 or w.dtype != np.int8 or dshape is None or len(dshape) != 4 \
+            or w.shape[1] != dshape[1] or (dshape[1] % BLOCK and dshape[1] > 4 * BLOCK):
         return None
     cout = w.shape[0]
     cout_pad = -cout % BLOCK
@@ -239,7 +240,7 @@ def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
         w = np.concatenate([w, np.zeros((cout_pad, *w.shape[1:]), np.int8)])
     common = dict(strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
                   dilation=[int(v) for v in a.dilation])
-    x = p.packed(data)
+    x = p.plain(data) if dshape[1] % BLOCK else p.packed(data)
     wq = relax.const(pack_int8_weight(w))
     if signed:
         y = p.bb.emit(p.bb.call_te(qconv2d_packed_signed, x, wq, relax.const(signed_correction(w)),
@@ -248,6 +249,8 @@ def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
         y = p.bb.emit(p.bb.call_te(qconv2d_packed, x, wq, primfunc_name_hint="qconv2d_nchwc",
                                    **common))
     p.count("conv_int8_signed" if signed else "conv_int8")
+    if dshape[1] % BLOCK:
+        p.count("conv_int8_plain_input")
     if not cout_pad:
         return Value(y, PACKED)
     p.count("conv_out_padded")
