@@ -130,11 +130,12 @@ def test_int8_signed_activations_bit_identical():
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8"])
-def test_plain_input_stem_depthwise_fallback_and_padded_outputs(dtype):
+def test_plain_input_stem_depthwise_grouped_fallback_and_padded_outputs(dtype):
     def body(bb, x):
         q = quantize(bb, x, 0.02, dtype)  # 3 input channels: plain input, one 4-channel block
         q = qconv(bb, q, 3, 32, k=7, stride=2)
-        q = qconv(bb, q, 32, 32, groups=32)  # depthwise int8: not packed, generic schedule
+        q = qconv(bb, q, 32, 32, groups=32, stride=2)  # depthwise: packed, int32 vectors
+        q = qconv(bb, q, 32, 32, groups=4)  # grouped int8: not packed, generic schedule
         q = qconv(bb, q, 32, 24)  # 24 output channels: padded to 32, sliced after
         q = qconv(bb, q, 24, 16, k=1)  # 24 input channels: plain input, one 24-channel block
         return dequantize(bb, q, 0.05)
@@ -142,9 +143,11 @@ def test_plain_input_stem_depthwise_fallback_and_padded_outputs(dtype):
     report = check(graph(body, (1, 3, 20, 32)), (1, 3, 20, 32))
     assert report.layout.get("conv_int8_plain") == 1, report.layout
     assert report.layout.get("conv_int8_plain_input") == 2, report.layout
+    assert report.layout.get("conv_int8_depthwise") == 1, report.layout
     assert schedules(report).get("conv_int8") == 3, report.table()
-    depthwise = [f for f in report.functions if f.macs and f.schedule != "conv_int8"]
-    assert len(depthwise) == 1 and depthwise[0].macs == 32 * 10 * 16 * 9, report.table()
+    assert schedules(report).get("depthwise") == 1, report.table()
+    rest = [f for f in report.functions if f.macs and f.schedule not in ("conv_int8", "depthwise")]
+    assert len(rest) == 1 and rest[0].macs == 32 * 8 * 5 * 8 * 9, report.table()
 
 
 @pytest.mark.parametrize("k,stride", [(3, 1), (1, 1), (3, 2)])

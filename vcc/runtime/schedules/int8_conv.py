@@ -22,7 +22,7 @@ import numpy as np
 from tvm import s_tir, te, tirx
 from tvm.script import tirx as T
 
-from .conv_compute import BLOCK, _ints, _out_hw
+from .conv_compute import BLOCK, DWCONV_BLOCK, PAD_BLOCK, _ints, _out_hw
 from .conv_schedule import choose_tile
 from .tir_util import (
     block_name,
@@ -174,6 +174,31 @@ def _qconv(data, weight, correction, strides, padding, dilation) -> te.Tensor:
         return acc
     return te.compute(acc.shape, lambda b, o, y, x, c: acc[b, o, y, x, c] - correction[0, o, 0, 0, c],
                       name="qconv_unshift")
+
+
+def qconv2d_depthwise(data: te.Tensor, weight: te.Tensor, strides, padding, dilation) -> te.Tensor:
+    """Depthwise NCHW16c u8/s8 x OIHW16o s8 -> NCHW16c s32: 16 channels per vector in int32 (no
+    dot product to use: one tap per channel), scheduled by the fp32 depthwise schedule (its
+    block names)."""
+    strides, padding, dilation = _ints(strides), _ints(padding), _ints(dilation)
+    n, cb, h, w, ci = _ints(data.shape)
+    _, _, kh, kw, _ = _ints(weight.shape)
+    oh, ow = _out_hw(h, w, kh, kw, strides, padding, dilation)
+    top, left, bottom, right = padding
+    zero = tirx.const(0, data.dtype)
+    pad = te.compute(
+        (n, cb, h + top + bottom, w + left + right, ci),
+        lambda b, c, y, x, k: tirx.if_then_else(
+            tirx.all(y >= top, y < h + top, x >= left, x < w + left),
+            data[b, c, y - top, x - left, k], zero), name=PAD_BLOCK)
+    rh = te.reduce_axis((0, kh), name="rh")
+    rw = te.reduce_axis((0, kw), name="rw")
+
+    def body(b, o, y, x, c):
+        a = pad[b, o, y * strides[0] + rh * dilation[0], x * strides[1] + rw * dilation[1], c]
+        return te.sum(a.astype("int32") * weight[o, 0, rh, rw, c].astype("int32"), axis=[rh, rw])
+
+    return te.compute((n, cb, oh, ow, ci), body, name=DWCONV_BLOCK)
 
 
 # --- schedule ------------------------------------------------------------------------------------

@@ -22,7 +22,13 @@ from tvm import relax, te
 from vcc.errors import VccError
 
 from .conv_compute import BLOCK
-from .int8_conv import pack_int8_weight, qconv2d_packed, qconv2d_packed_signed, signed_correction
+from .int8_conv import (
+    pack_int8_weight,
+    qconv2d_depthwise,
+    qconv2d_packed,
+    qconv2d_packed_signed,
+    signed_correction,
+)
 
 R = relax.op
 TO_NCHWC = "nchw_to_nchwc"
@@ -223,14 +229,22 @@ KERNEL_LAYOUT = {"packed": "OIHW16i16o", "plain_input": "OIHW16o", "depthwise": 
 
 
 def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
-    """u8/s8 x s8 -> s32 conv (groups 1) as a VNNI-packed conv, on NCHW16c input when its
+    """u8/s8 x s8 -> s32 conv: groups 1 as a VNNI-packed conv, on NCHW16c input when its
     channels are a multiple of 16, else on the plain input (at most 64 channels: one block);
-    None when it does not qualify (the caller keeps it plain: TVM's default schedule)."""
+    depthwise (channels % 16 == 0) packed in int32 vectors; None for anything else (grouped):
+    the caller keeps it plain (generic schedule)."""
     a = call.attrs
     data, weight = call.args
     dshape = static_shape(data)
     signed = _dtype(data) == "int8"
     w = _const_np(weight)
+    if w.dtype == np.int8 and dshape is not None and len(dshape) == 4 \
+            and int(a.groups) == dshape[1] == w.shape[0] and dshape[1] % BLOCK == 0:
+        y = p.bb.call_te(qconv2d_depthwise, p.packed(data), relax.const(_pack_weight(w, "depthwise")),
+                         strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
+                         dilation=[int(v) for v in a.dilation], primfunc_name_hint="dwconv2d_nchwc")
+        p.count("conv_int8_depthwise")
+        return Value(y, PACKED)
     if int(a.groups) != 1 or w.dtype != np.int8 or dshape is None or len(dshape) != 4 \
             or w.shape[1] != dshape[1] or (dshape[1] % BLOCK and dshape[1] > 4 * BLOCK):
         return None
