@@ -87,7 +87,7 @@ def line_plot_svg(series: Mapping[str, Sequence[float | None]], labels: Sequence
                   width: int = 900, height: int = 260, y_label: str = "", x_label: str = "") -> str:
     """Lines over a shared index axis (one point per item, e.g. per layer along depth), each point
     with a tooltip naming its label; None / NaN points break a line, +inf is drawn at the top."""
-    left, right, top, bottom = 48, 12, 12, 34
+    left, right, top, bottom = 48, 12, 22, 34
     pw, ph = width - left - right, height - top - bottom
     finite = [v for vals in series.values() for v in vals
               if v is not None and math.isfinite(v)]
@@ -147,8 +147,8 @@ def line_plot_svg(series: Mapping[str, Sequence[float | None]], labels: Sequence
     for k, name in enumerate(series):
         x = left + 10 + 170 * k
         color = SERIES_COLORS[k % len(SERIES_COLORS)]
-        parts.append(f'<rect x="{x}" y="{top + 6}" width="12" height="3" fill="{color}"/>')
-        parts.append(f'<text x="{x + 16}" y="{top + 11}" font-size="11">{escape(name)}</text>')
+        parts.append(f'<rect x="{x}" y="{top - 12}" width="12" height="3" fill="{color}"/>')
+        parts.append(f'<text x="{x + 16}" y="{top - 7}" font-size="11">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
