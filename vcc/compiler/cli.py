@@ -190,9 +190,11 @@ def compare(
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the accuracy.json document.")] = False,
 ) -> None:
-    """Compare an artifact with ONNX Runtime on the fp32 reference model over photos: max |diff|,
-    relative error, SQNR, cosine, argmax agreement and mIoU vs fp32; with labels, mIoU and per-class
-    IoU of both; for int8, per-layer graphwise / layerwise errors. --out writes the report."""
+    """The accuracy-diff report: an artifact against ONNX Runtime on the fp32 model.
+
+    Over the photos: max |diff|, relative error, SQNR, cosine, argmax agreement and mIoU vs fp32;
+    with labels, mIoU and per-class IoU of both; for int8, each quantized node's graphwise and
+    layerwise error. --out writes accuracy.json and accuracy.html; a failed gate is exit 1."""
     from vcc.frontends.onnx_load import load_onnx_file
     from vcc.reports.accuracy import AccuracySettings, accuracy_report, check_gates, eval_set
     from vcc.runtime import load
