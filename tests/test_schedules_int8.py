@@ -206,3 +206,18 @@ def test_insert_qdq_bisenet_shaped_bit_identical(tmp_path):
     counts = schedules(report)
     assert counts.get("conv_int8", 0) >= 5, report.table()
     assert report.macs(("conv_int8",)) > 0.8 * report.macs(), report.table()
+
+
+def test_no_vnni_target_keeps_int8_convs_generic():
+    from vcc.runtime.schedules.int8_conv import has_vnni
+
+    plain = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512"})
+    assert has_vnni(TARGET) and not has_vnni(plain)
+    assert not has_vnni(tvm.target.Target("llvm"))
+
+    def body(bb, x):
+        return dequantize(bb, qconv(bb, quantize(bb, x, 0.02, "uint8"), 16, 16), 0.05)
+
+    _, report = optimize_for_cpu(graph(body, (1, 16, 8, 8)), plain)
+    assert report.layout.get("conv_int8_plain") == 1 and "conv_int8" not in report.layout
+    assert "conv_int8" not in schedules(report), report.table()

@@ -1,10 +1,11 @@
-"""Fast fp32 CPU schedules for the Relax graphs vcc lowers to.
+"""Fast CPU schedules (fp32, and int8 on the VNNI dot product) for the Relax graphs vcc lowers to.
 
     mod, report = optimize_for_cpu(mod, target)   # then tvm.compile(mod, target) as before
     print(report.table())
 
 See pipeline.py for the route (channel packing, custom conv legalization, fusion, hand
-schedules per fused function) and report.py for what the report holds.
+schedules per fused function), int8_conv.py for the int8 convolutions, and report.py for
+what the report holds.
 """
 
 from __future__ import annotations

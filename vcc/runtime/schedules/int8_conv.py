@@ -78,6 +78,21 @@ def _dot_vnni(
         )
 
 
+# LLVM cpu names with AVX512-VNNI (vpdpbusd on zmm registers)
+VNNI_CPUS = frozenset({"cascadelake", "cooperlake", "icelake-server", "icelake-client", "tigerlake",
+                       "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
+                       "graniterapids-d", "diamondrapids", "znver4", "znver5"})
+
+
+def has_vnni(target) -> bool:
+    """Whether the LLVM target can run the VNNI intrinsic (by mcpu or an explicit mattr)."""
+    mcpu = str(target.attrs.get("mcpu", "") or "")
+    mattr = [str(a) for a in (target.attrs.get("mattr", None) or [])]
+    if "-avx512vnni" in mattr:
+        return False
+    return mcpu in VNNI_CPUS or "+avx512vnni" in mattr
+
+
 _REGISTERED: list[bool] = []
 
 

@@ -93,8 +93,9 @@ def nchwc_to_nchw(x: te.Tensor, channels: int) -> te.Tensor:
 class Packer:
     """Rebuilds "main" binding by binding; `env` maps old vars to their new Value."""
 
-    def __init__(self, bb: relax.BlockBuilder):
+    def __init__(self, bb: relax.BlockBuilder, int8_vnni: bool = True):
         self.bb = bb
+        self.int8_vnni = int8_vnni  # pack int8 convs for the VNNI dot product
         self.env: dict[relax.Var, Value] = {}
         self._plain: dict[relax.Var, relax.Expr] = {}
         self._packed: dict[relax.Var, relax.Expr] = {}
@@ -285,7 +286,7 @@ def _conv2d(p: Packer, call: relax.Call) -> Value:
     data, weight = call.args
     dshape = static_shape(data)
     if _is_int8_conv(call):
-        val = _int8_conv(p, call)
+        val = _int8_conv(p, call) if p.int8_vnni else None
         if val is not None:
             return val
         p.count("conv_int8_plain")
@@ -606,8 +607,10 @@ def relax_entries(mod: tvm.IRModule) -> list[str]:
     return [gv.name_hint for gv, f in mod.functions.items() if isinstance(f, relax.Function)]
 
 
-def pack_channels(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, int]]:
+def pack_channels(mod: tvm.IRModule, int8_vnni: bool = True) -> tuple[tvm.IRModule, dict[str, int]]:
     """Rewrite "main" to the packed layout; returns the module and counts of what was done.
+
+    `int8_vnni=False` (a CPU without AVX512-VNNI) leaves the int8 convolutions plain.
 
     A "main" that is not one or more dataflow blocks of plain bindings is returned unchanged
     (with counts {"skipped": 1}).
@@ -620,7 +623,7 @@ def pack_channels(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, int]]:
         return mod, {"skipped": 1}
     others = {gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"}
     bb = relax.BlockBuilder(tvm.IRModule(others, attrs=mod.attrs))
-    packer = Packer(bb)
+    packer = Packer(bb, int8_vnni)
     attrs = dict(func.attrs) if func.attrs is not None else None
     with bb.function("main", list(func.params), attrs=attrs, pure=func.is_pure):
         with bb.dataflow():

@@ -28,7 +28,7 @@ from vcc.errors import VccError
 from .conv_compute import legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
 from .generic_schedule import schedule_generic_func
-from .int8_conv import find_qconv_block, schedule_int8_conv_func
+from .int8_conv import find_qconv_block, has_vnni, schedule_int8_conv_func
 from .pack import pack_channels, relax_entries
 from .report import FuncRecord, ScheduleReport
 from .resize_compute import legalize_resize2d
@@ -46,12 +46,14 @@ def optimize_for_cpu(mod: tvm.IRModule, target: tvm.target.Target | dict
 
     `mod` holds a Relax function "main" of high-level ops (NCHW float32, static shapes, weights
     bound as constants), as `vcc.runtime.lower.lower_to_relax` builds it. Numerics match the
-    unoptimised module to float32 rounding (reductions are reordered).
+    unoptimised module to float32 rounding (reductions are reordered); integer convolutions
+    (int8 builds) are exact, so int8 builds match bit for bit. The int8 VNNI packing needs a
+    target with AVX512-VNNI (`int8_conv.has_vnni`); elsewhere int8 convs keep the generic schedule.
     """
     target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
     if target.kind.name != "llvm":
         raise VccError(f"optimize_for_cpu: target kind {target.kind.name!r} is not a CPU (llvm)")
-    packed, counts = pack_channels(mod)
+    packed, counts = pack_channels(mod, int8_vnni=has_vnni(target))
     with target:
         fused = tvm.transform.Sequential([
             relax.transform.LegalizeOps(customize_legalize_map=LEGALIZE_MAP),
