@@ -17,7 +17,12 @@ from vcc.frontends.onnx_export import export_onnx
 from vcc.frontends.onnx_import import load_model
 from vcc.frontends.torch_export import export_torch
 from vcc.passes import PassManager, default_fp32_pipeline
-from vcc.passes.quantize import TensorQuant, insert_qdq, plan_quantization, quantize_weights_per_channel
+from vcc.passes.quantize import (
+    TensorQuant,
+    insert_qdq,
+    plan_quantization,
+    quantize_weights_per_channel,
+)
 from vcc.runtime.reference import OrtSession
 
 SIZE = 96
