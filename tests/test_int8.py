@@ -206,3 +206,12 @@ def test_int8_build_writes_calibration_and_reuses_cache(tmp_path, cli, data):
                "--calib-method", "percentile", "--out", tmp_path / "stale", check=2)
     assert "stale calibration cache" in proc.stderr and "method" in proc.stderr
     assert not (tmp_path / "stale").exists()
+    # vcc bench on the int8 artifact: ORT fp32 and ORT's own int8 QDQ model timed beside it
+    proc = cli("bench", outs[0], "--ref", model, "--runs", "3", "--threads", "1", "--calib", photos, "--json",
+               check=0)
+    bench = json.loads(proc.stdout)
+    assert bench["dtype"] == "int8" and bench["threads"] == 1 and bench["input_shape"] == [1, 3, 64, 64]
+    for key in ("artifact_ms", "ort_fp32_ms", "ort_int8_ms"):
+        assert bench[key] > 0, bench
+    assert bench["ratio_vs_ort_int8"] == pytest.approx(bench["artifact_ms"] / bench["ort_int8_ms"], rel=0.01)
+    assert bench["ort_int8"]["calibration"] == str(photos)

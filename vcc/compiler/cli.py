@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -363,13 +364,16 @@ def zoo(
 @app.command()
 def bench(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory from `vcc build`.")],
-    ref: Annotated[Path | None, typer.Option("--ref", help="fp32 ONNX model to time with ONNX Runtime beside it.")] = None,
+    ref: Annotated[Path | None, typer.Option("--ref", help="fp32 ONNX model to time with ONNX Runtime beside it "
+                                             "(and, for an int8 artifact, ONNX Runtime's own int8 QDQ model of it).")] = None,
     threads: Annotated[int, typer.Option(help="Threads for both the artifact and ONNX Runtime.")] = 2,
     runs: Annotated[int, typer.Option(help="Timed runs (after 2 warm-up runs).")] = 10,
+    calib: Annotated[Path | None, typer.Option(help="Photos (or .npy tensors) for ONNX Runtime's int8 calibration; "
+                                               "default: 8 random inputs (scales do not change its speed).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Latency of an artifact (median, p90) and, on the same input and threads, of ONNX Runtime
-    on the reference model."""
+    on the reference model and, for an int8 artifact, on ONNX Runtime's int8 QDQ model of it."""
     from vcc.runtime.bench import measure, set_threads
 
     set_threads(threads)
@@ -377,26 +381,55 @@ def bench(
     from vcc.runtime.reference import OrtSession
 
     pred = load(artifact)
-    x = np.random.default_rng(0).standard_normal(pred.input["shape"]).astype(np.float32)
-    result = {"threads": threads, "input_shape": pred.input["shape"],
-              "dtype": pred.manifest.get("dtype")}
+    shape = pred.input["shape"]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    result = {"threads": threads, "input_shape": shape, "dtype": pred.manifest.get("dtype")}
     art = measure(lambda: pred.time_once(x), runs)
     result["artifact_ms"] = round(art.median_ms, 3)
     result["artifact"] = art.to_dict() | {"path": str(artifact)}
+    lines = [f"vcc artifact          median {art.median_ms:9.2f} ms   p90 {art.p90_ms:9.2f} ms"]
     if ref is not None:
         sess = OrtSession(ref, threads=threads)
         ort = measure(lambda: sess.run(x), runs)
         result["ort_fp32_ms"] = round(ort.median_ms, 3)
         result["ort_fp32"] = ort.to_dict()
         result["ratio_vs_ort_fp32"] = round(art.median_ms / ort.median_ms, 3)
+        lines.append(f"ONNX Runtime fp32     median {ort.median_ms:9.2f} ms   p90 {ort.p90_ms:9.2f} ms")
+        if result["dtype"] == "int8":
+            with tempfile.TemporaryDirectory(prefix="vcc-bench-") as tmp:
+                q = _ort_int8_model(ref, Path(tmp) / "ort-int8.onnx", calib, shape, pred.preprocess)
+                qsess = OrtSession(q, threads=threads)  # holds the model in memory
+            qort = measure(lambda: qsess.run(x), runs)
+            result["ort_int8_ms"] = round(qort.median_ms, 3)
+            result["ort_int8"] = qort.to_dict() | {"calibration": str(calib) if calib else "8 random inputs"}
+            result["ratio_vs_ort_int8"] = round(art.median_ms / qort.median_ms, 3)
+            lines.append(f"ONNX Runtime int8 QDQ median {qort.median_ms:9.2f} ms   p90 {qort.p90_ms:9.2f} ms")
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"threads {threads}, input {pred.input['shape']}, {runs} runs after 2 warm-up")
-    typer.echo(f"vcc artifact     median {art.median_ms:9.2f} ms   p90 {art.p90_ms:9.2f} ms")
-    if ref is not None:
-        typer.echo(f"ONNX Runtime fp32 median {ort.median_ms:9.2f} ms   p90 {ort.p90_ms:9.2f} ms")
+    typer.echo(f"threads {threads}, input {shape}, {runs} runs after 2 warm-up")
+    for line in lines:
+        typer.echo(line)
+    if "ratio_vs_ort_fp32" in result:
         typer.echo(f"ratio vcc / ORT fp32: {result['ratio_vs_ort_fp32']:.2f}x")
+    if "ratio_vs_ort_int8" in result:
+        typer.echo(f"ratio vcc / ORT int8: {result['ratio_vs_ort_int8']:.2f}x")
+
+
+def _ort_int8_model(ref: Path, out: Path, calib: Path | None, shape, preprocess) -> Path:
+    """ONNX Runtime's quantize_static of `ref` (QDQ, per-channel, Entropy), written to `out`."""
+    from vcc.runtime.reference import ort_quantize_static
+
+    if calib is not None:
+        from vcc.calib.dataset import calibration_source
+
+        inputs = list(calibration_source(calib, shape, preprocess, 8))
+    else:
+        rng = np.random.default_rng(1)
+        inputs = [rng.standard_normal(shape).astype(np.float32) for _ in range(8)]
+    typer.echo(f"quantizing {ref} with ONNX Runtime (QDQ, per-channel, Entropy) for the int8 comparison",
+               err=True)
+    return ort_quantize_static(ref, out, inputs, "entropy")
 
 
 def main() -> None:
