@@ -27,6 +27,11 @@ def bisenet_artifact(bisenet_onnx, tmp_path_factory, cli):
     out = tmp_path_factory.mktemp("a") / "bisenet-fp32"
     proc = cli("build", bisenet_onnx, "--dtype", "fp32", "--out", out, check=0)
     assert "[compile] done" in proc.stderr and str(out) in proc.stderr
+    # the schedule summary is printed, and every op left to TVM's default schedule is listed
+    summary = json.loads((out / "manifest.json").read_text())["schedules"]
+    assert f"schedules: {summary['summary']}" in proc.stderr
+    fell_back = [f for f in summary["functions"] if f["schedule"] in ("dlight", "default")]
+    assert proc.stderr.count("default schedule: ") == len(fell_back), proc.stderr
     return out
 
 

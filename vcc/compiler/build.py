@@ -250,8 +250,12 @@ def _apply_schedules(mod, target, progress):
     except Exception as e:  # a schedule bug must not cost the user the artifact
         _schedule_failure(e, progress)
         return mod, {"failed": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-    summary = report.to_dict() if hasattr(report, "to_dict") else None
-    return scheduled, summary
+    progress(f"  schedules: {report.summary()}")
+    total = report.macs()
+    for f in report.fallbacks:  # ops left to TVM's default (slow) schedules, with their MAC share
+        share = f"{100.0 * f.macs * f.calls / total:.1f}% of conv MACs" if total and f.macs else "no conv MACs"
+        progress(f"  default schedule: {f.kind} x{f.calls} ({share}){': ' + f.note if f.note else ''}")
+    return scheduled, {**report.to_dict(), "summary": report.summary()}
 
 
 def _schedule_failure(e: Exception, progress) -> None:
