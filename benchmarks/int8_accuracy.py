@@ -11,6 +11,7 @@ Printed per model: argmax agreement with fp32, output SQNR vs fp32 (dB), person 
 labels, and the artifact's agreement with its QDQ simulation.
 
     python benchmarks/int8_accuracy.py [--subjects a,b] [--num-calib 50] [--json out.json]
+                                       [--quantize-attention]
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def score(outputs: list[np.ndarray], ref: list[np.ndarray], labels: list[np.ndar
     return {"agreement": s["agreement"], "sqnr_db": s["sqnr_db"], "person_iou": float(iou_per_class(conf)[1])}
 
 
-def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int) -> dict:
+def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
+                extra_build_args: tuple[str, ...] = ()) -> dict:
     from benchmarks_common import ort_quantize_static
     from trained_subjects import trained_subject
 
@@ -70,7 +72,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int)
     qdq = work / f"{name}-vcc-qdq.onnx"
     subprocess.run([sys.executable, "-m", "vcc.compiler.cli", "build", str(fp32), "--dtype", "int8",
                     "--calib", str(calib_dir), "--num-calib", str(num_calib), "--out", str(art),
-                    "--emit-qdq", str(qdq)], check=True)
+                    "--emit-qdq", str(qdq), *extra_build_args], check=True)
     pred = load(art)
     pre: Preprocess = pred.preprocess
     size = pre.size
@@ -107,6 +109,8 @@ def main() -> None:
     ap.add_argument("--num-calib", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--quantize-attention", action="store_true",
+                    help="build vcc int8 with --quantize-attention (attention convs on 1x1 maps in int8 too)")
     args = ap.parse_args()
     from conftest import data_dir
     from trained_subjects import SUBJECTS
@@ -114,7 +118,8 @@ def main() -> None:
     data = data_dir()
     names = args.subjects.split(",") if args.subjects else list(SUBJECTS)
     work = Path(tempfile.mkdtemp(prefix="vcc-int8-"))
-    results = [run_subject(n, data, work, args.num_calib, args.threads) for n in names]
+    extra = ("--quantize-attention",) if args.quantize_attention else ()
+    results = [run_subject(n, data, work, args.num_calib, args.threads, extra) for n in names]
     print(f"\nint8 vs fp32 on the {HELDOUT} held-out person photos ({args.num_calib} calibration photos "
           "from the training split)")
     print(f"{'model':22s} {'variant':28s} {'agree':>8s} {'SQNR dB':>8s} {'person IoU':>10s}")
