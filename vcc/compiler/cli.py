@@ -133,11 +133,13 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     show_ir: Annotated[bool, typer.Option("--ir/--no-ir", help="Print the IR after passes.")] = True,
 ) -> None:
-    """Show a model as vcc sees it: op histogram, parameters, MACs and the IR after passes."""
+    """Show a model as vcc sees it: op histogram, parameters, MACs, the blocks found (ARM, FFM,
+    ASPP, HR fusion, residual, PPM) and the IR after passes."""
     from vcc.compiler.analysis import count_macs, macs_by_op
     from vcc.compiler.ir import format_graph
     from vcc.frontends.onnx_import import load_model
     from vcc.passes import PassManager, default_fp32_pipeline
+    from vcc.passes.blocks import blocks_json, count_blocks
 
     graph = load_model(model, (1, 3, *size) if size else None)
     graph = PassManager(default_fp32_pipeline()).run(graph)
@@ -151,6 +153,7 @@ def inspect(
         "macs": count_macs(graph),
         "macs_by_op": macs_by_op(graph),
         "metadata": graph.metadata,
+        "blocks": blocks_json(graph),
     }
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -163,6 +166,11 @@ def inspect(
     typer.echo(f"MACs    {info['macs']:,} ({info['macs'] / 1e9:.3f} G)")
     typer.echo(f"nodes   {info['nodes']}")
     typer.echo("ops     " + ", ".join(f"{op} {c}" for op, c in info["ops"].items()))
+    counts = ", ".join(f"{k} {c}" for k, c in count_blocks(graph).items() if c)
+    typer.echo(f"blocks  {len(graph.blocks)}" + (f" ({counts})" if counts else ""))
+    for b in graph.blocks:
+        first = ", ".join(b.nodes[:3]) + (", ..." if len(b.nodes) > 3 else "")
+        typer.echo(f"  {b.kind:9s} {b.name}  {len(b.nodes)} nodes: {first}")
     if show_ir:
         typer.echo("")
         typer.echo(format_graph(graph))

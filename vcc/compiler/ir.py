@@ -49,6 +49,18 @@ def _fmt_attr(v: Any) -> str:
     return str(v)
 
 
+@dataclass(frozen=True)
+class Block:
+    """A recognised architectural block (see vcc.passes.blocks): a group of nodes treated as
+    one unit. `entries` are the values it reads from outside, `exits` the values it hands on."""
+
+    kind: str  # "arm", "ffm", "aspp", "hr_fusion", "residual", "ppm"
+    name: str
+    nodes: tuple[str, ...]
+    entries: tuple[str, ...] = ()
+    exits: tuple[str, ...] = ()
+
+
 @dataclass
 class Graph:
     """A dataflow graph. `values` holds the type of every tensor: graph inputs, constants and
@@ -61,6 +73,9 @@ class Graph:
     values: dict[str, Value] = field(default_factory=dict)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    # Blocks found by the annotate_blocks pass; a block whose member nodes vanish is dropped
+    # (PassManager prunes after every pass), so passes that keep node names keep them.
+    blocks: list[Block] = field(default_factory=list)
 
     # --- construction helpers -------------------------------------------------------------
     def add_value(self, name: str, shape: Shape, dtype: str) -> Value:
@@ -127,7 +142,13 @@ class Graph:
             values={k: Value(v.name, v.shape, v.dtype) for k, v in self.values.items()},
             constants=dict(self.constants),
             metadata=dict(self.metadata),
+            blocks=list(self.blocks),
         )
+
+    def prune_blocks(self) -> None:
+        """Drop the blocks some of whose member nodes are gone."""
+        names = {n.name for n in self.nodes}
+        self.blocks = [b for b in self.blocks if all(n in names for n in b.nodes)]
 
     def replace_uses(self, old: str, new: str) -> None:
         """Point every consumer (and graph output) of `old` at `new`."""

@@ -4,7 +4,8 @@
 - every node input and every graph output refers to a defined value;
 - every value has a known static shape and dtype;
 - the graph has no cycle, and `nodes` is in topological order;
-- node names are unique.
+- node names are unique;
+- every block's member nodes exist, and a node is in at most one block of a kind.
 """
 
 from __future__ import annotations
@@ -67,10 +68,26 @@ def verify_graph(g: Graph) -> None:
     if not g.outputs:
         problems.append("the graph has no outputs")
 
+    problems += _block_problems(g, node_names)
+
     if problems:
         head = "; ".join(problems[:10])
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise IRVerificationError(f"IR of {g.name!r} is invalid: {head}{more}")
+
+
+def _block_problems(g: Graph, node_names: set[str]) -> list[str]:
+    problems: list[str] = []
+    owner: dict[tuple[str, str], str] = {}
+    for b in g.blocks:
+        missing = [n for n in b.nodes if n not in node_names]
+        if missing:
+            problems.append(f"block {b.name!r} names missing node(s) {missing[:3]}")
+        for n in b.nodes:
+            other = owner.setdefault((b.kind, n), b.name)
+            if other != b.name:
+                problems.append(f"node {n!r} is in two {b.kind} blocks ({other} and {b.name})")
+    return problems
 
 
 def _has_cycle(g: Graph) -> bool:

@@ -29,8 +29,9 @@ class PassRecord:
 
 
 class PassManager:
-    """Runs `passes` in order. After each one the IR is verified (a failure names the pass);
-    with `dump_dir` the IR after each pass is written to `NN_<pass>.txt` there."""
+    """Runs `passes` in order. After each one the blocks whose nodes vanished are dropped and
+    the IR is verified (a failure names the pass); with `dump_dir` the IR after each pass is
+    written to `NN_<pass>.txt` there."""
 
     def __init__(self, passes: Sequence[Pass], verify: bool = True, dump_dir: str | Path | None = None):
         self.passes = list(passes)
@@ -47,6 +48,7 @@ class PassManager:
             t0 = time.perf_counter()
             g = p(g)
             dt = time.perf_counter() - t0
+            g.prune_blocks()
             if self.verify:
                 try:
                     verify_graph(g)
@@ -59,7 +61,9 @@ class PassManager:
 
 
 def default_fp32_pipeline() -> list[Pass]:
-    """The clean-up every build runs before anything precision-specific."""
+    """The clean-up every build runs before anything precision-specific, then block
+    recognition (it only annotates: no node changes)."""
+    from vcc.passes.blocks import annotate_blocks
     from vcc.passes.dce import eliminate_dead_code
     from vcc.passes.fold_bn import fold_batchnorm
     from vcc.passes.fold_constants import fold_constants
@@ -71,4 +75,5 @@ def default_fp32_pipeline() -> list[Pass]:
         Pass("fold_batchnorm", fold_batchnorm),
         Pass("fold_constants", fold_constants),
         Pass("eliminate_dead_code", eliminate_dead_code),
+        Pass("annotate_blocks", annotate_blocks),
     ]
