@@ -448,7 +448,9 @@ def _reference_info(ref: Path | None, manifest: dict) -> dict | None:
 
 
 def _blocks(manifest: dict) -> dict[str, str | None]:
-    return {n["name"]: n.get("block") for n in manifest.get("nodes", []) if "name" in n}
+    """The block names the manifest states (nodes without a "block" key are left to the IR's
+    recognised blocks, see LayerAnalysis.records)."""
+    return {n["name"]: n["block"] for n in manifest.get("nodes", []) if "name" in n and "block" in n}
 
 
 def _ground_truth(data: EvalSet, conf_ref: np.ndarray | None, conf_art: np.ndarray) -> dict:

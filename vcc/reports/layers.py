@@ -26,6 +26,7 @@ import numpy as np
 
 from vcc.compiler.ir import Graph, Node
 from vcc.errors import VccError
+from vcc.passes.blocks import block_of
 from vcc.passes.quantize import (
     FUSED_ACTIVATIONS,
     QuantPlan,
@@ -294,8 +295,9 @@ class LayerAnalysis:
 
     def records(self, blocks: Mapping[str, str | None] | None = None) -> list[dict]:
         """One record per quantized node, worst first: lowest layerwise SQNR (the error the node
-        adds on its own), then lowest graphwise SQNR."""
-        blocks = blocks or {}
+        adds on its own), then lowest graphwise SQNR. A node's block is `blocks`' entry for it,
+        else the block the fp32 IR's annotate_blocks pass put it in."""
+        blocks = {**block_of(self.qm.fp32), **(blocks or {})}
         out = [{
             "node": t.node, "op": t.op, "block": blocks.get(t.node), "depth": t.depth,
             "tensor": t.tensor, "output_dtype": t.output_dtype,
