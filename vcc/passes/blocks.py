@@ -19,7 +19,9 @@ backwards from a root value over the producers of the IR:
   convolutions back to a value matched by `start`, shortest first;
 - ``Sum(term)``: a tree of two-input Adds (inner sums used only by the tree), every leaf a term;
 - ``Each(ops, branch, count)``: a node (Concat) whose every input matches `branch`, so a
-  variable number of parallel branches is one pattern.
+  variable number of parallel branches is one pattern;
+- ``Cone(start, ops, need)``: any connected subgraph of `ops` over one input (adaptive pooling
+  to a grid that does not divide the map exports as Slice / ReduceMean / Concat).
 
 A match becomes a block when its nodes are not claimed by an earlier block of its kind and are
 private: no member's output leaves the block except the root value (and the outputs of the
@@ -52,7 +54,7 @@ What each kind is:
   activations, pads, resizes, unfolded BN scale/shift between), shortcut ``x`` itself or a
   one-conv projection of ``x``;
 - ``ppm``: a concat of ``x`` and at least two pooled branches
-  ``resize(acts(conv1x1(avgpool(x))))`` back to x's size.
+  ``resize(acts(conv1x1(pool(x))))`` back to x's size, `pool` any average pooling subgraph.
 """
 
 from __future__ import annotations
@@ -301,6 +303,37 @@ class Each(Pattern):
         yield from _match_all(m, (self.branch,) * len(ins), ins, _with_node(env, node, None))
 
 
+@dataclass(frozen=True)
+class Cone(Pattern):
+    """A connected subgraph of `ops` ending at the value whose only outside input is one value
+    matched by `start`, holding at least one node of `need` (non-uniform adaptive pooling
+    exported as Slice / ReduceMean / Concat). `tag` collects the value."""
+
+    start: Pattern
+    ops: frozenset[str]
+    need: frozenset[str]
+    tag: str | None = None
+
+    def match(self, m: Matcher, value: str, env: Env) -> Iterator[Env]:
+        nodes: set[str] = set()
+        outside: set[str] = set()
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            p = m.producer.get(v)
+            if p is None or p.op not in self.ops or p.name in env[_NODES]:
+                outside.add(v)
+            elif p.name not in nodes:
+                nodes.add(p.name)
+                stack.extend(m.dynamic_inputs(p))
+        if len(outside) != 1 or not any(m.by_name[n].op in self.need for n in nodes):
+            return
+        env = {**env, _NODES: env[_NODES] | nodes}
+        if self.tag:
+            env[self.tag] = (*env.get(self.tag, ()), value)
+        yield from self.start.match(m, outside.pop(), env)
+
+
 # --- node constraints ------------------------------------------------------------------------
 CONV = frozenset({"Conv"})
 RELU_LIKE = frozenset({"Relu", "LeakyRelu", "PRelu", "Clip", "Elu", "Selu", "HardSwish"})
@@ -334,15 +367,6 @@ def pools_to_one(g: Graph, n: Node) -> bool:
     return n.op in POOL and all(d == 1 for d in g.shape(n.outputs[0])[2:])
 
 
-def pools_to_bins(g: Graph, n: Node) -> bool:
-    """Average pooling to a small grid (PSPNet's 1, 2, 3, 6 bins)."""
-    return n.op in POOL and len(g.shape(n.outputs[0])) == 4
-
-
-def is_strided(g: Graph, n: Node) -> bool:
-    return any(s > 1 for s in n.attrs.get("strides", ()))
-
-
 # --- the block kinds -------------------------------------------------------------------------
 def acts(inner: Pattern) -> Pattern:
     """`inner` under zero, one or two activations (someone's extra ReLU)."""
@@ -362,8 +386,8 @@ def _gate(feature: str, hidden: bool) -> Pattern:
     return op(GATE, opt(RELU_LIKE, op(CONV, pooled, where=is_1x1)))
 
 
-ARM = _gate("feat", hidden=False)
-FFM_GATE = _gate("feat", hidden=True)
+_ARM_GATE = _gate("feat", hidden=False)
+_FFM_GATE = _gate("feat", hidden=True)
 
 _ASPP_BRANCH = Alt((
     acts(op(CONV, Var("x"), where=is_branch_conv, tag="branch_convs")),
@@ -372,7 +396,8 @@ _ASPP_BRANCH = Alt((
 ))
 _PPM_BRANCH = Alt((
     Var("x"),
-    op(RESIZE, acts(op(CONV, op(POOL, Var("x"), where=pools_to_bins, tag="pools"), where=is_1x1))),
+    op(RESIZE, acts(op(CONV, Cone(Var("x"), POOL | {"Slice", "Concat"}, POOL, tag="pools"),
+                       where=is_1x1))),
 ))
 _PATH_OPS = CONV | RELU_LIKE | RESIZE | AFFINE | {"Pad", "BatchNormalization"}
 _SHORTCUT = Alt((Var("x"), Path(Var("x"), _PATH_OPS, (1, 1))))
@@ -411,9 +436,9 @@ class BlockPattern:
 
 
 PATTERNS: tuple[BlockPattern, ...] = (
-    BlockPattern("arm", op("Mul", Var("feat"), ARM, commutative=True), shared=POOL),
+    BlockPattern("arm", op("Mul", Var("feat"), _ARM_GATE, commutative=True), shared=POOL),
     BlockPattern("ffm", op("Add", Bind("feat", acts(op(CONV, op("Concat", any_inputs=True)))),
-                           op("Mul", Var("feat"), FFM_GATE, commutative=True), commutative=True)),
+                           op("Mul", Var("feat"), _FFM_GATE, commutative=True), commutative=True)),
     BlockPattern("aspp", acts(op(CONV, Each(frozenset({"Concat"}), _ASPP_BRANCH, (2, 64)), where=is_1x1)),
                  check=_aspp_ok),
     BlockPattern("ppm", Each(frozenset({"Concat"}), _PPM_BRANCH, (3, 64)), check=_ppm_ok),
