@@ -20,6 +20,7 @@ from vcc.reports.metrics import (
     pixel_accuracy,
     rel_error,
     sqnr_db,
+    ties_within_error,
 )
 
 # 4 classes; class 3 appears nowhere; the last pixel is ignored (its prediction 2 must not count)
@@ -157,3 +158,20 @@ def test_output_comparison_keeps_nan_visible():
     cmp.add(ref, bad, name="broken")
     cmp.add(ref, ref, name="fine")
     assert math.isnan(cmp.summary()["max_abs_diff"])
+
+
+def test_ties_within_error_by_hand():
+    # 2 classes, 4 pixels: reference margins 1.0, 0.01, 0.5, 0.0 (class 0 wins or ties)
+    ref = np.array([[[[1.0, 0.01, 0.5, 0.0]], [[0.0, 0.0, 0.0, 0.0]]]])  # (1, 2, 1, 4)
+    test = ref.copy()
+    test[0, 1, 0, 1] = 0.02  # flips pixel 1 with an error of 0.02 (margin 0.01: a tie)
+    test[0, 1, 0, 2] = 0.6  # flips pixel 2 with an error of 0.6 (margin 0.5 <= 1.2: a tie too)
+    a, b = ref.argmax(1), test.argmax(1)
+    assert ties_within_error(ref, a, b, 0.02) == 1  # only pixel 1's margin is <= 0.04
+    assert ties_within_error(ref, a, b, 0.6) == 2
+    assert ties_within_error(ref, a, a, 0.6) == 0
+    cmp = OutputComparison()
+    fig = cmp.add(ref, test)
+    assert fig["disagreements"] == 2 and fig["ties_within_error"] == 2  # max|diff| is 0.6
+    s = cmp.summary()
+    assert s["disagreements"] == 2 and s["ties_within_error"] == 2

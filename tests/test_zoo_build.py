@@ -1,5 +1,6 @@
 """Every zoo model through `vcc export` -> `vcc build --dtype fp32` -> `vcc compare` against ONNX
-Runtime: <= 1e-4 relative max error and 100% argmax agreement on real photos, built with vcc's
+Runtime: <= 1e-4 relative max error and 100% argmax agreement (numerical ties aside: see the
+test) on real photos, built with vcc's
 CPU schedules (the default) and no fall-back.
 
 The small models run at their seed shape. The heavy ones (ParseNet, HRNetV2-W48 and the
@@ -42,4 +43,8 @@ def test_zoo_model_builds_and_matches_ort(name, tmp_path, data, cli):
     summary = json.loads(proc.stdout)
     assert summary["images"] == 2
     assert summary["rel_error"] <= 1e-4, summary
-    assert summary["agreement"] == 1.0, summary
+    # argmax: 100% agreement except numerical ties: the zoo weights are seeded, not trained, so
+    # a pixel whose top-2 logits differ by less than the 1e-5-sized error may swap (seen: 1 pixel
+    # of bisenet at 512 and of unet_resnet18 at 320); anything else is a real difference
+    assert summary["disagreements"] == summary["ties_within_error"], summary
+    assert summary["agreement"] >= 0.99999, summary

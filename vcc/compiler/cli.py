@@ -236,6 +236,9 @@ def _print_report(doc: dict) -> None:
                        f"{r['sqnr_db']:8.1f} {r['agreement']:8.4%}")
         typer.echo(f"{'overall (' + str(doc['images']) + ' images)':30s} {doc['max_abs_diff']:10.3g} "
                    f"{doc['rel_error']:10.3g} {doc['sqnr_db']:8.1f} {doc['agreement']:8.4%}")
+        if doc.get("disagreements"):
+            typer.echo(f"{doc['disagreements']} pixels disagree, {doc['ties_within_error']} of them numerical "
+                       "ties (reference top-2 margin <= 2 x max|diff|)")
     if "miou_artifact" in doc:
         ref = "miou_ref" in doc
         typer.echo(f"\n{doc['labels']['dataset']} labels, {doc['labels']['images']} images: mIoU "

@@ -129,6 +129,21 @@ def _argmaxes(ref_logits: np.ndarray, test_logits: np.ndarray, axis: int,
     return ref_logits.argmax(axis=axis), test_logits.argmax(axis=axis), ref_logits.shape[axis]
 
 
+def ties_within_error(ref_logits: np.ndarray, ref_argmax: np.ndarray, test_argmax: np.ndarray,
+                      max_abs_diff: float, axis: int = 1) -> int:
+    """Disagreeing pixels that are numerical ties: the reference's logit of its own class beats
+    its logit of the class the test picked by no more than 2 x max_abs_diff, so an error of
+    that size in each logit can swap them. (An fp32 build within 1e-4 of the reference may
+    disagree there, and only there.)"""
+    where = ref_argmax != test_argmax
+    if not where.any():
+        return 0
+    r = np.moveaxis(np.asarray(ref_logits, dtype=np.float64), axis, -1)[where]
+    own = np.take_along_axis(r, ref_argmax[where][:, None], axis=-1)[:, 0]
+    picked = np.take_along_axis(r, test_argmax[where][:, None], axis=-1)[:, 0]
+    return int(np.count_nonzero(own - picked <= 2.0 * max_abs_diff))
+
+
 def argmax_agreement(ref_logits: np.ndarray, test_logits: np.ndarray, axis: int = 1) -> float:
     """Fraction of pixels whose argmax over `axis` is the same in both."""
     a, b, _ = _argmaxes(ref_logits, test_logits, axis, "argmax_agreement")
@@ -155,6 +170,7 @@ class OutputComparison:
         self._signal = 0.0
         self._noise = 0.0
         self._agree = 0
+        self._ties = 0
         self._pixels = 0
         self._conf: np.ndarray | None = None
 
@@ -174,12 +190,14 @@ class OutputComparison:
         max_ref = float(np.abs(r).max()) if r.size else 0.0
         signal, noise = float(np.sum(r * r)), float(np.sum(d * d))
         agree = int(np.count_nonzero(a == b))
+        ties = ties_within_error(r, a, b, abs_d, self.axis)
         # np.maximum keeps a NaN (a broken output) visible in the overall figure; max() drops it
         self._max_abs = float(np.maximum(self._max_abs, abs_d))
         self._max_ref = float(np.maximum(self._max_ref, max_ref))
         self._signal += signal
         self._noise += noise
         self._agree += agree
+        self._ties += ties
         self._pixels += a.size
         fig = {
             "name": name if name is not None else str(len(self.per_image)),
@@ -188,6 +206,8 @@ class OutputComparison:
             "sqnr_db": _sqnr_from_energies(signal, noise),
             "cosine": cosine_similarity(ref, test),
             "agreement": agree / a.size if a.size else math.nan,
+            "disagreements": int(a.size - agree),
+            "ties_within_error": ties,
             "miou_vs_fp32": mean_iou(conf),
         }
         self.per_image.append(fig)
@@ -208,6 +228,8 @@ class OutputComparison:
             "sqnr_db": _sqnr_from_energies(self._signal, self._noise),
             "cosine": float(np.mean([f["cosine"] for f in self.per_image])),
             "agreement": self._agree / self._pixels if self._pixels else math.nan,
+            "disagreements": int(self._pixels - self._agree),
+            "ties_within_error": self._ties,
             "miou_vs_fp32": mean_iou(self._conf),
             "per_image": [dict(f) for f in self.per_image],
         }
