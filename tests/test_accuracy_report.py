@@ -68,18 +68,18 @@ def quantized(model, data):
     return g, plan, cal, pre
 
 
-def _lonely_conv_output(g, plan) -> tuple[str, str]:
-    """A quantized conv whose quantized output has a scale of its own and feeds no quantized
-    node (a residual branch's last conv before the Add): its scale affects that conv alone."""
+def _lonely_conv_input(g, plan) -> tuple[str, str]:
+    """A quantized conv whose quantized input has a scale of its own and is read by that conv
+    alone (Q/DQ sit on the inputs of quantized nodes): its scale affects that conv alone."""
     consumers = g.consumers()
-    for name in plan.nodes:
+    members = plan.group_members()
+    for name in plan.nodes[1:]:  # not the stem: its input is the image
         n = g.node(name)
-        t = n.outputs[0]
-        cons = consumers.get(t, [])
-        if (t in plan.tensors and plan.groups[t] == t and cons and all(c.op == "Add" for c in cons)
-                and all(c.name not in plan.nodes for c in cons)):
+        t = n.inputs[0]
+        if (t in plan.tensors and members[plan.groups[t]] == [t]
+                and [c.name for c in consumers.get(t, [])] == [name]):
             return name, t
-    raise AssertionError("no conv output feeding only an Add")
+    raise AssertionError("no quantized conv with an input of its own")
 
 
 class QdqPredictor:
@@ -162,7 +162,7 @@ def test_layer_figures_on_real_photos(quantized, data):
 
 def test_a_bad_scale_ranks_its_node_worst(quantized, data):
     g, plan, cal, pre = quantized
-    node, tensor = _lonely_conv_output(g, plan)
+    node, tensor = _lonely_conv_input(g, plan)
     quant = dict(cal.quant)
     q = quant[tensor]
     quant[tensor] = TensorQuant(q.scale / 50, q.dtype, q.threshold / 50)  # clips nearly everything
@@ -447,7 +447,7 @@ def test_a_tampered_scale_in_the_calibration_cache_is_ranked_worst(int8_build, m
     the report ranks the node that tensor belongs to worst."""
     _, cache, _ = int8_build
     g = PassManager(default_fp32_pipeline()).run(load_model(model))
-    node, tensor = _lonely_conv_output(g, plan_quantization(g))
+    node, tensor = _lonely_conv_input(g, plan_quantization(g))
     doc = json.loads(cache.read_text())
     rec = next(r for r in doc["tensors"] if r["name"] == tensor)
     rec["scale"] /= 50

@@ -105,7 +105,11 @@ def test_calibrate_command(small_model, data, tmp_path, cli):
     doc = json.loads(out.read_text())
     assert doc["summary"]["images_used"] == 3 and doc["key"]["method"] == "percentile"
     assert doc["key"]["method_params"] == {"percentile": 99.99}
-    assert all(r["method"] == "percentile" and r["scale"] > 0 for r in doc["tensors"])
+    # every tensor by the method asked for, except ReLU6 (Clip) outputs: their observed range
+    assert all(r["scale"] > 0 for r in doc["tensors"])
+    methods = {r["name"]: r["method"] for r in doc["tensors"]}
+    assert {m for t, m in methods.items() if "Clip" not in t} == {"percentile"}, methods
+    assert {m for t, m in methods.items() if "Clip" in t} == {"minmax"}, methods
     html = out.with_suffix(".html").read_text()
     assert html.count('class="hist"') == len(doc["tensors"])
     again = tmp_path / "again.json"

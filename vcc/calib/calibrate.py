@@ -115,6 +115,21 @@ def _tensor_record(name: str, group: str, obs: HistogramObserver, own, q: Tensor
     }
 
 
+def bounded_tensors(graph: Graph) -> set[str]:
+    """Outputs of a Clip with a finite upper bound (ReLU6 and kin). They take their observed
+    range (minmax, at most the bound) whatever the method: the values piled up at the bound are
+    signal, and a KL / percentile threshold below it would clip that whole spike (measured on the
+    trained MobileNetV2 U-Net: KL clipped early ReLU6 outputs at 3.7 and 4.3 of 6, costing ~1.3
+    points of argmax agreement with fp32 against minmax there)."""
+    out = set()
+    for n in graph.nodes:
+        if n.op != "Clip":
+            continue
+        if np.isfinite(float(n.attrs.get("max", np.inf))):
+            out.add(n.outputs[0])
+    return out
+
+
 def calibrate(graph: Graph, plan: QuantPlan, source: CalibrationSource, model_sha256: str,
               preprocess: dict | None, settings: CalibrationSettings,
               cache_file: str | os.PathLike | None = None, progress: bool = True) -> Calibration:
@@ -127,8 +142,10 @@ def calibrate(graph: Graph, plan: QuantPlan, source: CalibrationSource, model_sh
         return _from_cache(Path(cache_file), key, plan)
     t0 = time.perf_counter()
     observers, images = collect_statistics(graph, plan.tensors, source, settings.threads, progress)
-    own = {t: compute_threshold(settings.method, observers[t], observers[t].nonneg,
-                                **settings.method_params()) for t in plan.tensors}
+    bounded = bounded_tensors(graph)
+    own = {t: compute_threshold("minmax", observers[t], observers[t].nonneg) if t in bounded else
+           compute_threshold(settings.method, observers[t], observers[t].nonneg, **settings.method_params())
+           for t in plan.tensors}
     quant = resolve_group_quant(plan, {t: r.threshold for t, r in own.items()},
                                 {t: observers[t].nonneg for t in plan.tensors})
     document = {

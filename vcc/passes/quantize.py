@@ -85,9 +85,11 @@ def _weight_operand(g: Graph, n: Node) -> int | None:
     return None
 
 
-def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bool = True) -> QuantPlan:
+def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bool = True,
+                      quantize_outputs: bool = False) -> QuantPlan:
     """Choose the quantized nodes and tensors. `attention_fp32=False` also quantizes the convs on
-    1x1 maps (for measuring what keeping them in fp32 is worth)."""
+    1x1 maps, `quantize_outputs=True` also every quantized node's output (for measuring what
+    each rule is worth)."""
     fallback = set(fallback)
     names = {n.name for n in g.nodes}
     unknown = sorted(fallback - names)
@@ -127,7 +129,13 @@ def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bo
             out = act.outputs[0]
         outputs_q.append(out)
 
-    tensors = {t for t in inputs_q + outputs_q if t not in g.outputs and t not in g.constants}
+    # Q/DQ on the inputs of quantized nodes only (TensorRT's placement): an output is quantized
+    # only where an int8 consumer reads it (directly, or through a shared-scale Concat / pooling
+    # below). Quantizing every output as well (quantize_outputs=True, ORT's placement) adds a
+    # rounding and, with a KL threshold, clipping on tensors read in fp32 (residual Adds, bilinear
+    # resizes, the logits before the final upsample) and costs a point or more on trained nets.
+    chosen = inputs_q + outputs_q if quantize_outputs else inputs_q
+    tensors = {t for t in chosen if t not in g.outputs and t not in g.constants}
     parent = {t: t for t in tensors}
 
     def union(a: str, b: str) -> None:

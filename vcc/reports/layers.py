@@ -6,11 +6,12 @@ The tensors come from the QDQ simulation, rebuilt from the fp32 model, the artif
 Runtime with graph optimisation off (a pure float simulation of the int8 arithmetic):
 
 - graphwise: the QDQ model's tensor at the end of each quantized node (after its fused
-  activation and its output QuantizeLinear -> DequantizeLinear) against the fp32 model's;
+  activation, before any QuantizeLinear of it) against the fp32 model's;
 - layerwise: one augmented fp32 model holds, beside the fp32 graph, a quantized copy of every
   quantized node (input QDQ with the node's input scale, int8 weights, int32 bias, its fused
-  activation, output QDQ) fed by the fp32 tensors, so one ORT run per image gives every node's
-  layerwise output.
+  activation) fed by the fp32 tensors, so one ORT run per image gives every node's layerwise
+  output. Q/DQ sit on the inputs of int8 nodes, so a tensor's quantization is charged to the
+  nodes that read it in int8, never to the node that wrote it.
 
 This module reads graphs and results; it never changes the graphs it is given.
 """
@@ -210,7 +211,6 @@ def layerwise_graph(qm: QuantizedModel) -> tuple[Graph, list[LayerTap]]:
     by_name = {n.name: n for n in g.nodes}
     qnodes = {n.name: n for n in q.nodes}
     qprod = q.producers()
-    qcons = q.consumers()
     gcons = g.consumers()
     extra: list[Node] = []
     taps: list[LayerTap] = []
@@ -237,14 +237,8 @@ def layerwise_graph(qm: QuantizedModel) -> tuple[Graph, list[LayerTap]]:
             extra.append(Node(m.op, g.fresh_name(f"{prefix}/{k}_{m.op}"), list(ins), [out], dict(m.attrs)))
             prev = out
         t = chain[-1].outputs[0]
+        # read before any QuantizeLinear of t: that rounding is charged to the nodes reading t in int8
         graphwise = t
-        if t in qm.quant:
-            prev = _add_qdq(g, t, prev, qm.quant[t], f"{prefix}/output", extra)
-            ql = next((c for c in qcons.get(t, []) if c.op == "QuantizeLinear"), None)
-            dq = next((c for c in qcons.get(ql.outputs[0], []) if c.op == "DequantizeLinear"), None) if ql else None
-            if dq is None:
-                raise VccError(f"QDQ model: no QuantizeLinear -> DequantizeLinear on {t!r} after node {name!r}")
-            graphwise = dq.outputs[0]
         taps.append(LayerTap(name, n.op, depth, t, graphwise, prev,
                              qm.quant[x].scale if x in qm.quant else None,
                              qm.quant[t].dtype if t in qm.quant else "float32",
