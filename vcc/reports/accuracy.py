@@ -60,9 +60,10 @@ LAYERS_METHOD = (
     "plan (manifest: fallback, int8 nodes) and its calibration.json rebuild the QDQ model exactly "
     "as the build made it, and ONNX Runtime runs it with graph optimisation off (a float "
     "simulation of the int8 arithmetic). Graphwise: each quantized node's output (after its fused "
-    "activation and output quantization) in the QDQ model against the fp32 model's, the error "
-    "accumulated from the input. Layerwise: a quantized copy of the node alone, fed with the fp32 "
-    "tensors, against the fp32 output (one augmented model holds all copies). The simulation's "
+    "activation) in the QDQ model against the fp32 model's, the error accumulated from the input. "
+    "Layerwise: a quantized copy of the node alone (its input quantized, int8 weights), fed with "
+    "the fp32 tensors, against the fp32 output (one augmented model holds all copies); a tensor's "
+    "rounding counts at the int8 nodes that read it. The simulation's "
     "output is checked against the artifact's on the same images (below).")
 
 
