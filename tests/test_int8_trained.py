@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from trained_subjects import CI_SUBJECTS
+from trained_subjects import INT8_SUBJECTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
-@pytest.fixture(scope="module", params=CI_SUBJECTS)
+@pytest.fixture(scope="module", params=INT8_SUBJECTS)
 def result(request, data, tmp_path_factory) -> dict:
     from int8_accuracy import run_subject
 
