@@ -97,24 +97,8 @@ def schedule_conv_func(sch: s_tir.Schedule) -> str:
     conv = find_conv_block(sch)
     if conv is None:
         raise ValueError("no unique packed conv block")
-    conv_name = block_name(sch, conv)
-    depthwise = conv_name.startswith(DWCONV_BLOCK)
-    pads = [b for b in top_blocks(sch) if block_name(sch, b).startswith(PAD_BLOCK)]
-    keep = {conv_name, *(block_name(sch, p) for p in pads)}
-    inline_spatial_blocks(sch, keep=keep)
-
-    conv = sch.get_sblock(conv_name)
-    out_shape = loop_extents(sch, conv)[:5]
-    consumers = [b for b in top_blocks(sch) if block_name(sch, b) not in keep]
-    if not consumers:
-        epilogue = sch.cache_write(conv, 0, "global")
-    elif len(consumers) == 1 and loop_extents(sch, consumers[0]) == out_shape:
-        epilogue = consumers[0]
-    else:
-        raise ValueError(f"conv epilogue is not one elementwise block: "
-                         f"{[block_name(sch, b) for b in consumers]}")
-    conv = sch.get_sblock(conv_name)
-    reduce_extents = loop_extents(sch, conv)[5:]
+    depthwise = block_name(sch, conv).startswith(DWCONV_BLOCK)
+    conv, epilogue, pads, out_shape, reduce_extents = conv_with_epilogue(sch, conv, PAD_BLOCK, "conv")
     _, ocb, oh, ow, _ = out_shape
     tile = choose_tile(ocb, ow, depthwise)
     rows_outer = depthwise or _rows_outer_pays(ocb, oh, ow, tile, reduce_extents)
@@ -127,6 +111,39 @@ def schedule_conv_func(sch: s_tir.Schedule) -> str:
     for pad in pads:
         schedule_elementwise(sch, pad)
     return "depthwise" if depthwise else "conv"
+
+
+def conv_with_epilogue(sch: s_tir.Schedule, conv, pad_prefix: str, what: str):
+    """Inline every spatial block but the conv and its padding stages, and find the epilogue:
+    the one elementwise block over the conv's output (or a write-back cache when the conv
+    writes the output itself). Returns (conv, epilogue, pads, out_shape, reduce_extents)."""
+    conv_name = block_name(sch, conv)
+    pads = [b for b in top_blocks(sch) if block_name(sch, b).startswith(pad_prefix)]
+    keep = {conv_name, *(block_name(sch, p) for p in pads)}
+    inline_spatial_blocks(sch, keep=keep)
+    conv = sch.get_sblock(conv_name)
+    out_shape = loop_extents(sch, conv)[:5]
+    consumers = [b for b in top_blocks(sch) if block_name(sch, b) not in keep]
+    if not consumers:
+        epilogue = sch.cache_write(conv, 0, "global")
+    elif len(consumers) == 1 and loop_extents(sch, consumers[0]) == out_shape:
+        epilogue = consumers[0]
+    else:
+        raise ValueError(f"{what} epilogue is not one elementwise block: "
+                         f"{[block_name(sch, b) for b in consumers]}")
+    conv = sch.get_sblock(conv_name)
+    return conv, epilogue, pads, out_shape, loop_extents(sch, conv)[5:]
+
+
+def schedule_epilogue(sch: s_tir.Schedule, epilogue, outer) -> None:
+    """The tile's write-back: the 16 channels one vector, the other tile loops unrolled; the
+    fused outer loops run in parallel."""
+    e_loops = sch.get_loops(epilogue)[-3:]
+    sch.vectorize(e_loops[-1])
+    for lp in e_loops[:-1]:
+        if int(sch.get(lp).extent) > 1:
+            sch.unroll(lp)
+    sch.parallel(sch.fuse(*outer))
 
 
 ROW_ACCUMULATE = True
@@ -174,12 +191,7 @@ def _tile_conv_rows(sch: s_tir.Schedule, conv, epilogue, tile: ConvTile,
     if "ob" in roles:
         sch.unroll(roles["ob"])
 
-    e_loops = sch.get_loops(epilogue)[-3:]
-    sch.vectorize(e_loops[-1])
-    for lp in e_loops[:-1]:
-        if int(sch.get(lp).extent) > 1:
-            sch.unroll(lp)
-    sch.parallel(sch.fuse(*outer))
+    schedule_epilogue(sch, epilogue, outer)
     sch.decompose_reduction(conv, rc_o)
 
 
@@ -210,12 +222,7 @@ def _tile_conv(sch: s_tir.Schedule, conv, epilogue, tile: ConvTile,
         if r in roles:
             sch.unroll(roles[r])
 
-    e_loops = sch.get_loops(epilogue)[-3:]
-    sch.vectorize(e_loops[-1])
-    for lp in e_loops[:-1]:
-        if int(sch.get(lp).extent) > 1:
-            sch.unroll(lp)
-    sch.parallel(sch.fuse(*outer))
+    schedule_epilogue(sch, epilogue, outer)
     # Last: parallel/vectorize refuse a loop nest that holds a separate init block.
     if reduce_roles:
         sch.decompose_reduction(conv, roles[reduce_roles[0]])

@@ -23,11 +23,9 @@ from tvm import s_tir, te, tirx
 from tvm.script import tirx as T
 
 from .conv_compute import BLOCK, DWCONV_BLOCK, PAD_BLOCK, _ints, _out_hw
-from .conv_schedule import choose_tile
+from .conv_schedule import choose_tile, conv_with_epilogue, schedule_epilogue
 from .tir_util import (
     block_name,
-    inline_spatial_blocks,
-    loop_extents,
     schedule_elementwise,
     top_blocks,
 )
@@ -228,22 +226,7 @@ def schedule_int8_conv_func(sch: s_tir.Schedule) -> str:
     conv = find_qconv_block(sch)
     if conv is None:
         raise ValueError("no unique int8 conv block")
-    conv_name = block_name(sch, conv)
-    pads = [b for b in top_blocks(sch) if block_name(sch, b).startswith(QPAD_BLOCK)]
-    keep = {conv_name, *(block_name(sch, p) for p in pads)}
-    inline_spatial_blocks(sch, keep=keep)
-    conv = sch.get_sblock(conv_name)
-    out_shape = loop_extents(sch, conv)[:5]
-    consumers = [b for b in top_blocks(sch) if block_name(sch, b) not in keep]
-    if not consumers:
-        epilogue = sch.cache_write(conv, 0, "global")
-    elif len(consumers) == 1 and loop_extents(sch, consumers[0]) == out_shape:
-        epilogue = consumers[0]
-    else:
-        raise ValueError(f"int8 conv epilogue is not one elementwise block: "
-                         f"{[block_name(sch, b) for b in consumers]}")
-    conv = sch.get_sblock(conv_name)
-    reduce_extents = loop_extents(sch, conv)[5:]
+    conv, epilogue, pads, out_shape, reduce_extents = conv_with_epilogue(sch, conv, QPAD_BLOCK, "int8 conv")
     _, ocb, _, ow, _ = out_shape
     tile = choose_tile(ocb, ow, False)
 
@@ -271,12 +254,7 @@ def schedule_int8_conv_func(sch: s_tir.Schedule) -> str:
     for lp in tiles:
         sch.unroll(lp)
 
-    e_loops = sch.get_loops(epilogue)[-3:]
-    sch.vectorize(e_loops[-1])
-    for lp in e_loops[:-1]:
-        if int(sch.get(lp).extent) > 1:
-            sch.unroll(lp)
-    sch.parallel(sch.fuse(*outer))
+    schedule_epilogue(sch, epilogue, outer)
     first = outer_red[0] if outer_red else (tiles[0] if tiles else roles["oi"])
     init = sch.decompose_reduction(conv, first)
     init_loops = sch.get_loops(init)
