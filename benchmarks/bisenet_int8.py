@@ -50,10 +50,9 @@ def main() -> None:
 
     from benchmarks_common import ort_quantize_static
     from int8_schedule import interleaved_ms
-    from trained_subjects import _MainLogits, trained_subject
+    from trained_subjects import trained_subject
 
-    from vcc.calib.preprocess import Preprocess, load_image
-    from vcc.frontends.torch_export import export_torch
+    from vcc.calib.preprocess import load_image
     from vcc.reports.metrics import OutputComparison
     from vcc.runtime import load
     from vcc.runtime.reference import OrtSession
@@ -61,10 +60,8 @@ def main() -> None:
     subject = trained_subject("bisenet_shaped")
     data = subject.data()
     work = Path(tempfile.mkdtemp(prefix="vcc-bisenet-int8-"))
-    pre = Preprocess(size=(args.size, args.size), mean=subject.mean, std=subject.std, color="RGB")
-    model = work / "bisenet_shaped.onnx"
-    export_torch(_MainLogits(subject.module), (1, 3, args.size, args.size), model,
-                 metadata={**subject.metadata(), "vcc.preprocess": pre.metadata_json()})
+    model = subject.export_onnx(work / "bisenet_shaped.onnx", size=args.size)
+    pre = subject.preprocess(args.size)
 
     train = [data.paths[i] for i in data.train_index]
     calib_paths = [train[i] for i in np.linspace(0, len(train) - 1, NUM_CALIB).round().astype(int)]

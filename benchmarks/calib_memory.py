@@ -38,18 +38,13 @@ def main() -> None:
     ap.add_argument("--counts", default="20,200")
     args = ap.parse_args()
 
-    from trained_subjects import _MainLogits, trained_subject
+    from trained_subjects import trained_subject
 
-    from vcc.calib.preprocess import Preprocess
-    from vcc.frontends.torch_export import export_torch
 
     subject = trained_subject("bisenet_shaped")
     data = subject.data()
     work = Path(tempfile.mkdtemp(prefix="vcc-calib-mem-"))
-    pre = Preprocess(size=(args.size, args.size), mean=subject.mean, std=subject.std, color="RGB")
-    model = work / "bisenet_shaped.onnx"
-    export_torch(_MainLogits(subject.module), (1, 3, args.size, args.size), model,
-                 metadata={**subject.metadata(), "vcc.preprocess": pre.metadata_json()})
+    model = subject.export_onnx(work / "bisenet_shaped.onnx", size=args.size)
     photos = data.paths[0].parent
     rows = []
     for n in (int(c) for c in args.counts.split(",")):

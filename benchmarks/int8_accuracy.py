@@ -32,12 +32,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 HELDOUT = 50
 
 
-def person_photos(data: Path) -> list[tuple[Path, Path]]:
-    folder = data / "images" / "human_seg_vikram"
-    ids = sorted(int(p.stem) for p in (folder / "images").glob("*.jpg"))
-    return [(folder / "images" / f"{i}.jpg", folder / "masks" / f"{i}.png") for i in ids]
-
-
 def score(outputs: list[np.ndarray], ref: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     from vcc.reports.metrics import OutputComparison, confusion_matrix, iou_per_class
 
@@ -53,7 +47,7 @@ def score(outputs: list[np.ndarray], ref: list[np.ndarray], labels: list[np.ndar
 def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
                 extra_build_args: tuple[str, ...] = ()) -> dict:
     from benchmarks_common import ort_quantize_static
-    from trained_subjects import trained_subject
+    from trained_subjects import person_pairs, trained_subject
 
     from vcc.calib.preprocess import Preprocess, load_image
     from vcc.reports.labels import load_binary_mask
@@ -62,7 +56,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
 
     subject = trained_subject(name)
     fp32 = subject.export_onnx(work / f"{name}.onnx")
-    pairs = person_photos(data)
+    pairs = person_pairs(data)
     train, heldout = pairs[:-HELDOUT], pairs[-HELDOUT:]
     calib_dir = work / f"{name}-calib"
     calib_dir.mkdir(exist_ok=True)

@@ -415,20 +415,23 @@ class TrainedSubject:
     def data(self) -> PersonData:
         return PersonData(self.size, self.mean, self.std)
 
-    def preprocess(self) -> Preprocess:
-        return Preprocess(size=(self.size, self.size), mean=self.mean, std=self.std, color="RGB")
+    def preprocess(self, size: int | None = None) -> Preprocess:
+        side = size or self.size
+        return Preprocess(size=(side, side), mean=self.mean, std=self.std, color="RGB")
 
-    def metadata(self) -> dict[str, str]:
-        return {"vcc.preprocess": self.preprocess().metadata_json(), "vcc.classes": "2",
+    def metadata(self, size: int | None = None) -> dict[str, str]:
+        return {"vcc.preprocess": self.preprocess(size).metadata_json(), "vcc.classes": "2",
                 "vcc.model": self.name, "vcc.weights": self.weights.name}
 
-    def export_onnx(self, path: str | os.PathLike) -> Path:
-        """ONNX of the main logits at the input resolution (1, 3, size, size), vcc metadata."""
+    def export_onnx(self, path: str | os.PathLike, size: int | None = None) -> Path:
+        """ONNX of the main logits at the input resolution (1, 3, size, size), vcc metadata;
+        `size` defaults to the training size (the nets are fully convolutional)."""
         if self.subject.zoo:
             wrapped = MainLogits(get_model(self.subject.zoo), self.module)
         else:
             wrapped = _MainLogits(self.module)
-        export_torch(wrapped, (1, 3, self.size, self.size), path, metadata=self.metadata())
+        side = size or self.size
+        export_torch(wrapped, (1, 3, side, side), path, metadata=self.metadata(size))
         self.module.eval()
         return Path(path)
 
