@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 from subjects import BiSeNetShaped, EfficientShaped, seeded
@@ -215,3 +216,51 @@ def test_int8_build_writes_calibration_and_reuses_cache(tmp_path, cli, data):
         assert bench[key] > 0, bench
     assert bench["ratio_vs_ort_int8"] == pytest.approx(bench["artifact_ms"] / bench["ort_int8_ms"], rel=0.01)
     assert bench["ort_int8"]["calibration"] == str(photos)
+
+
+class _ConvPoolConv(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.ReLU())
+        self.pool = torch.nn.MaxPool2d(3, 2, 1)
+        self.head = torch.nn.Conv2d(16, 4, 3, 1, 1)
+
+    def forward(self, x):
+        return self.head(self.pool(self.stem(x)))
+
+
+def test_maxpool_runs_on_the_integers(tmp_path, monkeypatch):
+    """DQ -> MaxPool lowers to a max-pool of the uint8 tensor (the stem conv writes uint8) and gives
+    the same bits as pooling the dequantized floats."""
+    import tvm
+    from tvm import relax
+
+    from vcc.runtime import lower
+    from vcc.runtime.codegen import compile_relax, cpu_target
+
+    path = tmp_path / "pool.onnx"
+    export_torch(seeded(_ConvPoolConv()), (1, 3, 32, 32), path)
+    g = PassManager(default_fp32_pipeline()).run(load_model(path))
+    plan = plan_quantization(g)
+    pool_in = next(n.inputs[0] for n in g.nodes if n.op == "MaxPool")
+    assert pool_in in plan.tensors
+    quant = {t: TensorQuant.from_threshold(3.0 if t != g.inputs[0] else 2.5, t != g.inputs[0])
+             for t in plan.tensors}
+    qg = insert_qdq(g, plan, quant)
+    mod = lower.lower_to_relax(qg)
+    assert 'R.nn.max_pool2d(' in mod.script() and \
+        any("max_pool2d" in line and "uint8" in line for line in mod.script().splitlines())
+
+    def float_pool(cx, n):  # the reference: pool the dequantized floats
+        a = n.attrs
+        return relax.op.nn.max_pool2d(cx.arg(n.inputs[0]), pool_size=a["kernel_shape"], strides=a["strides"],
+                                      padding=a["pads"], dilation=a["dilations"])
+
+    x = tvm.runtime.tensor(np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32))
+    target = cpu_target()
+    got = relax.VirtualMachine(compile_relax(mod, target), tvm.cpu())["main"](x).numpy()
+    monkeypatch.setitem(lower.LOWERINGS, "MaxPool", float_pool)
+    ref_mod = lower.lower_to_relax(qg)
+    assert not any("max_pool2d" in line and "uint8" in line for line in ref_mod.script().splitlines())
+    ref = relax.VirtualMachine(compile_relax(ref_mod, target), tvm.cpu())["main"](x).numpy()
+    np.testing.assert_array_equal(got, ref)

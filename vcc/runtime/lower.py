@@ -87,12 +87,8 @@ def _dq_const(cx: LowerContext, name: str) -> tuple[np.ndarray, np.ndarray, int 
 
 
 def integer_operands(cx: LowerContext, n: Node) -> IntegerOperands | None:
-    p = cx.producers.get(n.inputs[0])
-    if p is None or p.op != "DequantizeLinear" or cx.graph.is_const(p.inputs[0]):
-        return None
-    x_scale = cx.graph.constants.get(p.inputs[1])
-    x_zp = cx.graph.constants.get(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] else None
-    if x_scale is None or x_scale.size != 1 or (x_zp is not None and np.any(x_zp != 0)):
+    xq = _dequantized_activation(cx, cx.producers.get(n.inputs[0]))
+    if xq is None:
         return None
     w = _dq_const(cx, n.inputs[1])
     if w is None:
@@ -103,8 +99,8 @@ def integer_operands(cx: LowerContext, n: Node) -> IntegerOperands | None:
         if b is None or b[0].dtype != np.int32:
             return None
         bias = b[0]
-    scale = (np.float64(x_scale.reshape(())) * w[1].astype(np.float64)).astype(np.float32)
-    return IntegerOperands(cx.arg(p.inputs[0]), w[0], bias, scale)
+    scale = (np.float64(xq[1]) * w[1].astype(np.float64)).astype(np.float32)
+    return IntegerOperands(xq[0], w[0], bias, scale)
 
 
 def _rescale(cx: LowerContext, acc: relax.Expr, io: IntegerOperands, shape: tuple) -> relax.Expr:
@@ -322,8 +318,30 @@ def _gmp(cx, n):
 @lowering("MaxPool")
 def _maxpool(cx, n):
     a = n.attrs
-    return R.nn.max_pool2d(cx.arg(n.inputs[0]), pool_size=a["kernel_shape"], strides=a["strides"],
-                           padding=a["pads"], dilation=a["dilations"], ceil_mode=bool(a["ceil_mode"]))
+    # max-pooling commutes with dequantization (a positive scale, zero point 0): pool the integers
+    # and dequantize after, so the producer writes uint8 / int8 instead of float32 and the pool
+    # reads a quarter of the bytes (its padding is the dtype's minimum: never the max of a window)
+    p = cx.producers.get(n.inputs[0])
+    q = _dequantized_activation(cx, p)
+    x = q[0] if q is not None else cx.arg(n.inputs[0])
+    y = R.nn.max_pool2d(x, pool_size=a["kernel_shape"], strides=a["strides"], padding=a["pads"],
+                        dilation=a["dilations"], ceil_mode=bool(a["ceil_mode"]))
+    if q is None:
+        return y
+    y = cx.bb.emit(R.astype(cx.bb.emit(y), "float32"))
+    return R.multiply(y, relax.const(q[1]))
+
+
+def _dequantized_activation(cx: LowerContext, p: Node | None) -> tuple[relax.Expr, np.ndarray] | None:
+    """(integer tensor, scalar scale) when `p` is a per-tensor, zero-point-0 DequantizeLinear of an
+    activation; None otherwise."""
+    if p is None or p.op != "DequantizeLinear" or cx.graph.is_const(p.inputs[0]):
+        return None
+    scale = cx.graph.constants.get(p.inputs[1])
+    zp = cx.graph.constants.get(p.inputs[2]) if len(p.inputs) > 2 and p.inputs[2] else None
+    if scale is None or scale.size != 1 or (zp is not None and np.any(zp != 0)):
+        return None
+    return cx.arg(p.inputs[0]), scale.reshape(()).astype(np.float32)
 
 
 @lowering("AveragePool")
