@@ -124,6 +124,10 @@ def test_calibration_is_deterministic_and_cached(bisenet, data, tmp_path):
         calibrate(g, plan, src, "a" * 64, pre.to_dict(), CalibrationSettings("minmax"), cache, progress=False)
     with pytest.raises(VccError, match="stale calibration cache.*model_sha256"):
         calibrate(g, plan, src, "b" * 64, pre.to_dict(), CalibrationSettings("kl"), cache, progress=False)
+    # another plan (a --fallback node, other block rules) quantizes other tensors or groups
+    other = plan_quantization(g, fallback=[plan.nodes[-1]])
+    with pytest.raises(VccError, match="stale calibration cache.*plan_sha256"):
+        calibrate(g, other, src, "a" * 64, pre.to_dict(), CalibrationSettings("kl"), cache, progress=False)
 
 
 def test_calibration_sources(tmp_path, data):

@@ -29,6 +29,9 @@ from vcc.passes.quantize import QuantPlan, TensorQuant, resolve_group_quant
 METHODS = ("kl", "kl-mxnet", "percentile", "minmax", "mse")
 REPORT_BINS = 128
 CACHE_FORMAT = 1
+# the revision of the quantization scheme's calibration rules (which tensors take which method,
+# how group thresholds combine): bump it when a rule changes so older caches read as stale
+SCHEME_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,18 @@ class Calibration:
     observers: dict[str, HistogramObserver] = field(default_factory=dict)
 
 
+def plan_digest(plan: QuantPlan) -> str:
+    """sha256 of what the plan quantizes: its nodes, tensors and shared-scale groups (a build with
+    another --fallback or other block rules must not reuse the scales)."""
+    doc = {"nodes": sorted(plan.nodes), "groups": sorted(plan.groups.items())}
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
+
+
 def cache_key(model_sha256: str, source: CalibrationSource, preprocess: dict | None,
-              settings: CalibrationSettings) -> dict:
+              settings: CalibrationSettings, plan: QuantPlan) -> dict:
     return {
+        "plan_sha256": plan_digest(plan),
+        "scheme_revision": SCHEME_REVISION,
         "model_sha256": model_sha256,
         "calibration_set_sha256": source.fingerprint(),
         "calibration_files": len(source),
@@ -137,7 +149,7 @@ def calibrate(graph: Graph, plan: QuantPlan, source: CalibrationSource, model_sh
     stale one) or write a new one."""
     if settings.method not in METHODS:
         raise VccError(f"unknown --calib-method {settings.method!r}; known: {', '.join(METHODS)}")
-    key = cache_key(model_sha256, source, preprocess, settings)
+    key = cache_key(model_sha256, source, preprocess, settings, plan)
     if cache_file is not None and Path(cache_file).exists():
         return _from_cache(Path(cache_file), key, plan)
     t0 = time.perf_counter()
