@@ -23,6 +23,7 @@ from vcc.passes.quantize import (
     insert_qdq,
     plan_quantization,
     quantize_weights_per_channel,
+    resolve_group_quant,
 )
 from vcc.runtime.reference import OrtSession
 
@@ -44,7 +45,16 @@ def test_plan_quantizes_convs_and_shares_concat_scales(bisenet):
     skipped = {n.name for n in convs if n.name not in plan.nodes}
     # exactly the convs on a 1x1 map (ARM / FFM attention vectors, global context) stay fp32
     assert skipped == {n.name for n in convs if np.prod(g.shape(n.outputs[0])[2:]) == 1}
-    assert len(skipped) == 5 and all("1x1 map" in plan.skipped[s] for s in skipped)
+    assert len(skipped) == 5
+    # the ARM / FFM gates by block rule, the global-context conv (in no block) by the 1x1-map rule
+    in_blocks = {n for b in g.blocks if b.kind in ("arm", "ffm") for n in b.nodes}
+    assert {s for s in skipped if plan.skipped[s].startswith("block rule: ")} == skipped & in_blocks
+    assert len(skipped & in_blocks) == 4
+    assert all("1x1 map" in plan.skipped[s] for s in skipped - in_blocks)
+    # --no-block-rules quantizes the gates like any conv; --quantize-attention the rest too
+    plain = plan_quantization(g, block_rules=False)
+    assert set(plain.nodes) == set(plan.nodes) | (skipped & in_blocks)
+    assert set(plan_quantization(g, block_rules=False, attention_fp32=False).nodes) == set(plan.nodes) | skipped
     assert g.inputs[0] in plan.tensors and g.outputs[0] not in plan.tensors
     concat = next(n for n in g.nodes if n.op == "Concat")
     groups = {plan.groups[t] for t in concat.inputs + concat.outputs if t in plan.groups}
@@ -267,4 +277,47 @@ def test_maxpool_runs_on_the_integers(tmp_path, monkeypatch):
     ref_mod = lower.lower_to_relax(qg)
     assert not any("max_pool2d" in line and "uint8" in line for line in ref_mod.script().splitlines())
     ref = relax.VirtualMachine(compile_relax(ref_mod, target), tvm.cpu())["main"](x).numpy()
+    np.testing.assert_array_equal(got, ref)
+
+
+class _Fusion(torch.nn.Module):
+    """Two branches concatenated (shared scale) and read by a conv: an FFM-style concat."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 1, 1), torch.nn.ReLU())
+        self.b = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 1, 2, dilation=2), torch.nn.ReLU())
+        self.out = torch.nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        return self.out(torch.cat([self.a(x), self.b(x)], 1))
+
+
+def test_shared_scale_concat_runs_on_the_integers(tmp_path, monkeypatch):
+    """A concat of inputs dequantized with one scale concatenates the uint8 tensors, bit-identical
+    to concatenating the floats."""
+    import tvm
+    from tvm import relax
+
+    from vcc.runtime import lower
+    from vcc.runtime.codegen import compile_relax, cpu_target
+
+    path = tmp_path / "cat.onnx"
+    export_torch(seeded(_Fusion()), (1, 3, 24, 24), path)
+    g = PassManager(default_fp32_pipeline()).run(load_model(path))
+    plan = plan_quantization(g)
+    thresholds = {t: 1.0 + k for k, t in enumerate(plan.tensors)}
+    quant = resolve_group_quant(plan, thresholds, {t: t != g.inputs[0] for t in plan.tensors})
+    qg = insert_qdq(g, plan, quant)
+    mod = lower.lower_to_relax(qg)
+    assert any("R.concat(" in line and "uint8" in line for line in mod.script().splitlines())
+
+    def float_concat(cx, n):
+        return relax.op.concat(cx.args(n), axis=n.attrs["axis"])
+
+    x = tvm.runtime.tensor(np.random.default_rng(2).standard_normal((1, 3, 24, 24)).astype(np.float32))
+    target = cpu_target()
+    got = relax.VirtualMachine(compile_relax(mod, target), tvm.cpu())["main"](x).numpy()
+    monkeypatch.setitem(lower.LOWERINGS, "Concat", float_concat)
+    ref = relax.VirtualMachine(compile_relax(lower.lower_to_relax(qg), target), tvm.cpu())["main"](x).numpy()
     np.testing.assert_array_equal(got, ref)

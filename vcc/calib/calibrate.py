@@ -24,6 +24,7 @@ from vcc.calib.observers import HistogramObserver
 from vcc.calib.thresholds import compute_threshold
 from vcc.compiler.ir import Graph
 from vcc.errors import VccError
+from vcc.passes.blocks import block_of
 from vcc.passes.quantize import QuantPlan, TensorQuant, resolve_group_quant
 
 METHODS = ("kl", "kl-mxnet", "percentile", "minmax", "mse")
@@ -103,13 +104,15 @@ def collect_statistics(graph: Graph, tensors: list[str], source: CalibrationSour
     return observers, images
 
 
-def _tensor_record(name: str, group: str, obs: HistogramObserver, own, q: TensorQuant) -> dict:
+def _tensor_record(name: str, group: str, obs: HistogramObserver, own, q: TensorQuant,
+                   block: str | None) -> dict:
     hist = np.asarray(obs.hist_abs)
     factor = max(1, hist.size // REPORT_BINS)
     coarse = hist[: hist.size // factor * factor].reshape(-1, factor).sum(axis=1)
     clipped = float(hist[np.searchsorted(obs.abs_edges[1:], q.threshold, side="right") + 1:].sum()) / max(1, int(hist.sum()))
     return {
         "name": name,
+        "block": block,
         "group": group,
         "dtype": q.dtype,
         "scale": q.scale,
@@ -125,6 +128,13 @@ def _tensor_record(name: str, group: str, obs: HistogramObserver, own, q: Tensor
         "count": obs.count,
         "histogram": {"amax": obs.amax, "bins": [int(v) for v in coarse]},
     }
+
+
+def _tensor_blocks(graph: Graph) -> dict[str, str]:
+    """tensor -> the recognised block whose node produces it (graph inputs and tensors made
+    outside blocks are absent)."""
+    blocks = block_of(graph)
+    return {out: blocks[n.name] for n in graph.nodes if n.name in blocks for out in n.outputs}
 
 
 def bounded_tensors(graph: Graph) -> set[str]:
@@ -155,6 +165,7 @@ def calibrate(graph: Graph, plan: QuantPlan, source: CalibrationSource, model_sh
     t0 = time.perf_counter()
     observers, images = collect_statistics(graph, plan.tensors, source, settings.threads, progress)
     bounded = bounded_tensors(graph)
+    blocks = _tensor_blocks(graph)
     own = {t: compute_threshold("minmax", observers[t], observers[t].nonneg) if t in bounded else
            compute_threshold(settings.method, observers[t], observers[t].nonneg, **settings.method_params())
            for t in plan.tensors}
@@ -173,7 +184,8 @@ def calibrate(graph: Graph, plan: QuantPlan, source: CalibrationSource, model_sh
             "method": settings.method,
             "method_params": settings.method_params(),
         },
-        "tensors": [_tensor_record(t, plan.groups[t], observers[t], own[t], quant[t]) for t in plan.tensors],
+        "tensors": [_tensor_record(t, plan.groups[t], observers[t], own[t], quant[t], blocks.get(t))
+                    for t in plan.tensors],
     }
     seconds = time.perf_counter() - t0
     if cache_file is not None:

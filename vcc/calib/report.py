@@ -28,6 +28,7 @@ def _tensor_row(rec: dict[str, Any]) -> dict[str, Any]:
             "threshold": float(rec["threshold"]), "own_threshold": rec.get("own_threshold"),
             "scale": float(rec["scale"]), "zero_point": rec.get("zero_point", 0),
             "clipped_fraction": float(rec.get("clipped_fraction") or 0.0), "kl": rec.get("kl"),
+            "block": rec.get("block"),
         }
     except (KeyError, TypeError, ValueError) as e:
         raise VccError(f"calibration document: tensor record {rec.get('name', '?')!r} lacks {e}") from e

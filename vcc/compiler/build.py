@@ -14,6 +14,7 @@ from pathlib import Path
 import vcc
 from vcc.compiler.ir import Graph
 from vcc.errors import VccError
+from vcc.passes.blocks import block_of, blocks_json
 
 SUPPORTED_DTYPES = ("fp32", "int8")
 
@@ -39,6 +40,7 @@ class BuildConfig:
     calib_cache: Path | None = None
     fallback: tuple[str, ...] = ()
     attention_fp32: bool = True
+    block_rules: bool = True
     emit_qdq: Path | None = None
     # --eval: accuracy report (accuracy.json / .html in the artifact) on photos not used for
     # calibration: a folder of photos, or a labelled dataset as NAME:DIR (voc:photos/)
@@ -127,7 +129,8 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
         "outputs": [_io(graph, o) for o in graph.outputs],
         "preprocess": pre.to_dict(),
         "classes": _classes(graph),
-        "nodes": _node_records(graph, precisions),
+        "blocks": blocks_json(graph),
+        "nodes": _node_records(graph, precisions, block_of(graph)),
         "passes": [{"name": r.name, "seconds": round(r.seconds, 4), "nodes_after": r.nodes_after}
                    for r in pm.records],
         "schedules": schedule_report,
@@ -140,6 +143,8 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
                                               "activations with zero point 0, int32 bias",
                                     "fallback": list(cfg.fallback),
                                     "attention_fp32": cfg.attention_fp32,
+                                    "block_rules": cfg.block_rules,
+                                    "fp32_nodes": calibration.document["summary"]["fp32_nodes"],
                                     "int8_nodes": [n["name"] for n in manifest["nodes"] if n["precision"] == "int8"]}
         manifest["calibration"] = {"method": cfg.calib_method, "file": "calibration.json",
                                    "images": calibration.document["summary"]["images_used"],
@@ -195,7 +200,7 @@ def _quantize_int8(cfg: BuildConfig, graph: Graph, pre, timer: StageTimer, progr
     if cfg.calib is None:
         raise VccError("--dtype int8 needs calibration data: --calib DIR (photos or .npy tensors)")
     with timer.stage("calibrate"):
-        plan = plan_quantization(graph, cfg.fallback, cfg.attention_fp32)
+        plan = plan_quantization(graph, cfg.fallback, cfg.attention_fp32, block_rules=cfg.block_rules)
         source = calibration_source(cfg.calib, graph.shape(graph.inputs[0]), pre, cfg.num_calib)
         settings = CalibrationSettings(cfg.calib_method, cfg.percentile, cfg.num_calib)
         calibration = calibrate(graph, plan, source, sha256_file(cfg.model), pre.to_dict(), settings,
@@ -220,12 +225,15 @@ def _quantize_int8(cfg: BuildConfig, graph: Graph, pre, timer: StageTimer, progr
     return qgraph, calibration, precisions
 
 
-def _node_records(graph: Graph, precisions: dict[str, str]) -> list[dict]:
-    """Per node: op, precision and, for quantize / dequantize and int8 nodes, the scales."""
+def _node_records(graph: Graph, precisions: dict[str, str], blocks: dict[str, str]) -> list[dict]:
+    """Per node: op, precision, the (smallest) recognised block holding it and, for quantize /
+    dequantize and int8 nodes, the scales."""
     producers = graph.producers()
     out = []
     for n in graph.nodes:
         rec = {"name": n.name, "op": n.op, "precision": precisions.get(n.name, "fp32")}
+        if n.name in blocks:
+            rec["block"] = blocks[n.name]
         if n.op in ("QuantizeLinear", "DequantizeLinear") and not graph.is_const(n.inputs[0]):
             rec["scale"] = float(graph.constants[n.inputs[1]].reshape(()))
             rec["dtype"] = str(graph.constants[n.inputs[2]].dtype)

@@ -62,7 +62,8 @@ def build(
     calib_cache: Annotated[Path | None, typer.Option(help="int8: calibration cache file: reused when it matches, written when absent, refused when stale.")] = None,
     fallback: Annotated[str | None, typer.Option(help="int8: comma-separated node names kept in fp32.")] = None,
     emit_qdq: Annotated[Path | None, typer.Option(help="int8: also write the quantized model as QDQ ONNX (runs in ONNX Runtime).")] = None,
-    attention_fp32: Annotated[bool, typer.Option("--attention-fp32/--quantize-attention", help="int8: keep convs on 1x1 maps (attention / pooling branches) in fp32 (default).")] = True,
+    attention_fp32: Annotated[bool, typer.Option("--attention-fp32/--quantize-attention", help="int8: keep convs on 1x1 maps (attention / pooling branches) outside recognised blocks in fp32 (default).")] = True,
+    block_rules: Annotated[bool, typer.Option("--block-rules/--no-block-rules", help="int8: apply the quantization rules of recognised blocks (ARM / FFM attention vectors and ASPP / PPM pooling branches in fp32; default). --no-block-rules quantizes block members like any node.")] = True,
     eval_images: Annotated[str | None, typer.Option("--eval", help="Write accuracy.json / accuracy.html into the artifact: the build vs fp32 on these photos (DIR, or a labelled dataset NAME:DIR), leaving out those used for calibration.")] = None,
 ) -> None:
     """Compile MODEL into a TVM artifact (a library + manifest.json) for this CPU.
@@ -80,7 +81,8 @@ def build(
                       mean=_parse_floats(mean, "--mean"), std=_parse_floats(std, "--std"), bgr=bgr,
                       mcpu=mcpu, num_cores=num_cores, dump_ir=dump_ir, schedules=schedules,
                       calib=calib, calib_method=calib_method, percentile=percentile, num_calib=num_calib,
-                      calib_cache=calib_cache, emit_qdq=emit_qdq, attention_fp32=attention_fp32, eval_images=eval_images,
+                      calib_cache=calib_cache, emit_qdq=emit_qdq, attention_fp32=attention_fp32, block_rules=block_rules,
+                      eval_images=eval_images,
                       fallback=tuple(f.strip() for f in fallback.split(",") if f.strip()) if fallback else ())
     result = run_build(cfg, progress=_echo)
     total = sum(result.stage_seconds.values())

@@ -10,8 +10,13 @@ The scheme (TensorRT-style symmetric, chosen for the VNNI u8 x s8 dot product):
 - bias: int32 with scale s_in * s_w[c];
 - the tensors joined by a Concat share one scale (concat is a copy of int8 data), as do the input
   and output of max-pooling, nearest resize, reshape and transpose;
-- convolutions on a 1x1 map (the pooled attention vectors of ARM / FFM / SE blocks and ASPP's
-  image pooling) stay fp32: their cost is nil and their sigmoid gates are the known weak spot;
+- block rules (vcc.passes.blocks recognises the blocks): the convolutions of an `arm` / `ffm`
+  block's attention vector and of an `aspp` / `ppm` block's pooling branches (convs on a 1x1
+  map) stay fp32: their cost is nil and the sigmoid gates are the known weak spot (measured on
+  the trained BiSeNet-shaped net: 99.82% argmax agreement with fp32 vs 99.77% quantized, output
+  SQNR 43.9 vs 36.3 dB); the gated product is quantized once, where the next int8 conv reads it.
+  Outside recognised blocks the same holds for any conv on a 1x1 map (`attention_fp32`: SE gates
+  and pooling branches no pattern describes);
 - a fused activation (Relu, Clip, LeakyRelu, PRelu) after a quantized node is part of it;
 - Q/DQ sit on the inputs of int8 nodes only (an output is quantized where an int8 reader needs it);
 - ConvTranspose stays fp32 until it has an int8 schedule (its fp32 phase-conv schedule is fast).
@@ -86,10 +91,15 @@ def _weight_operand(g: Graph, n: Node) -> int | None:
     return None
 
 
+ATTENTION_BLOCKS = ("arm", "ffm", "aspp", "ppm")  # blocks whose 1x1-map branches stay fp32
+
+
 def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bool = True,
-                      quantize_outputs: bool = False, quantize_conv_transpose: bool = False) -> QuantPlan:
-    """Choose the quantized nodes and tensors. `attention_fp32=False` also quantizes the convs on
-    1x1 maps, `quantize_outputs=True` also every quantized node's output, and
+                      quantize_outputs: bool = False, quantize_conv_transpose: bool = False,
+                      block_rules: bool = True) -> QuantPlan:
+    """Choose the quantized nodes and tensors. `block_rules=False` quantizes the members of
+    recognised blocks like any other node, `attention_fp32=False` also quantizes the convs on
+    1x1 maps outside blocks, `quantize_outputs=True` also every quantized node's output, and
     `quantize_conv_transpose=True` the transposed convs (for measuring what each rule is worth)."""
     fallback = set(fallback)
     names = {n.name for n in g.nodes}
@@ -98,6 +108,7 @@ def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bo
         raise VccError(f"--fallback names nodes that do not exist: {', '.join(unknown)} "
                        f"(node names are listed by `vcc inspect MODEL`)")
     consumers = g.consumers()
+    attention_block = {n: b for b in g.blocks if b.kind in ATTENTION_BLOCKS for n in b.nodes}
     nodes, skipped = [], {}
     inputs_q: list[str] = []
     outputs_q: list[str] = []
@@ -111,7 +122,14 @@ def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bo
             skipped[n.name] = "no constant weight"
             continue
         out_shape = g.shape(n.outputs[0])
-        if attention_fp32 and n.op in ("Conv", "ConvTranspose") and out_shape[2] * out_shape[3] == 1:
+        on_1x1 = n.op in ("Conv", "ConvTranspose") and out_shape[2] * out_shape[3] == 1
+        block = attention_block.get(n.name)
+        if on_1x1 and block is not None:
+            if block_rules:
+                what = "attention vector" if block.kind in ("arm", "ffm") else "pooling branch"
+                skipped[n.name] = f"block rule: {block.name} {what} fp32"
+                continue
+        elif on_1x1 and attention_fp32:
             skipped[n.name] = "1x1 map (attention / pooling branch): fp32"
             continue
         if g.values[n.inputs[0]].dtype != "float32":

@@ -133,7 +133,8 @@ def rebuild_quantized_model(model: str | os.PathLike, manifest: dict, calibratio
         raise VccError("the artifact's manifest has no quantization section: it is not an int8 artifact")
     graph = load_model(model, tuple(manifest["inputs"][0]["shape"]))
     graph = PassManager(default_fp32_pipeline()).run(graph)
-    plan = plan_quantization(graph, quantization.get("fallback", []), quantization.get("attention_fp32", True))
+    plan = plan_quantization(graph, quantization.get("fallback", []), quantization.get("attention_fp32", True),
+                             block_rules=quantization.get("block_rules", True))
     expected = quantization.get("int8_nodes")
     if expected is not None and set(expected) != set(plan.nodes):
         diff = sorted(set(expected) ^ set(plan.nodes))

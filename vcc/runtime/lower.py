@@ -266,6 +266,14 @@ def _transpose(cx, n):
 
 @lowering("Concat")
 def _concat(cx, n):
+    # inputs dequantized with one scale (a shared-scale group: FFM / ASPP / PPM concats, U-Net
+    # skips): concatenate the integers and dequantize once; bit-identical, a quarter of the bytes
+    dqs = [cx.producers.get(i) for i in n.inputs]
+    qs = [_dequantized_activation(cx, p) for p in dqs]
+    if len(qs) > 1 and all(q is not None for q in qs) and \
+            len({(q[1].item(), cx.graph.values[p.inputs[0]].dtype) for q, p in zip(qs, dqs)}) == 1:
+        y = cx.bb.emit(R.concat([q[0] for q in qs], axis=n.attrs["axis"]))
+        return R.multiply(cx.bb.emit(R.astype(y, "float32")), relax.const(qs[0][1]))
     return R.concat(cx.args(n), axis=n.attrs["axis"])
 
 
