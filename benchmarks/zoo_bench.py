@@ -38,11 +38,18 @@ def bench_artifact(art: Path, ref: Path, threads: int, runs: int) -> dict:
 
 
 def fallbacks(art: Path) -> list[str]:
-    """The fused functions of an artifact left to TVM's default schedules (kind x calls)."""
+    """The fused functions of an artifact left to TVM's default schedules, and its convolutions
+    on a generic loop schedule (kind x calls)."""
     sched = json.loads((art / "manifest.json").read_text()).get("schedules") or {}
     if "failed" in sched:
         return [f"ALL (schedules failed: {sched['failed']})"]
-    return [f"{f['kind']} x{f['calls']}" for f in sched.get("functions", []) if f["schedule"] in ("dlight", "default")]
+    out = []
+    for f in sched.get("functions", []):
+        if f["schedule"] in ("dlight", "default"):
+            out.append(f"{f['kind']} x{f['calls']}")
+        elif f.get("macs") and f["schedule"] in ("injective", "reduction"):
+            out.append(f"{f['kind']} x{f['calls']} (conv on a generic loop schedule)")
+    return out
 
 
 def main() -> None:

@@ -402,6 +402,17 @@ def test_build_eval_writes_the_report_into_the_artifact(int8_build, data):
     assert "[evaluate] done" in stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"accuracy.json", "accuracy.html", "calibration.json", "calibration.html"} <= set(manifest["files"])
+    # the blocks found, each node's block, the block rules applied, each calibrated tensor's block
+    kinds = [b["kind"] for b in manifest["blocks"]]
+    assert kinds.count("arm") == 2 and kinds.count("ffm") == 1
+    arm = next(b for b in manifest["blocks"] if b["kind"] == "arm")
+    assert all(n["block"] == arm["name"] for n in manifest["nodes"] if n["name"] in arm["nodes"])
+    assert manifest["quantization"]["block_rules"] is True
+    ruled = [why for why in manifest["quantization"]["fp32_nodes"].values() if why.startswith("block rule: arm:")]
+    assert len(ruled) == 2
+    tensors = json.loads((out / "calibration.json").read_text())["tensors"]
+    named = {t["block"] for t in tensors} - {None}
+    assert named and named <= {b["name"] for b in manifest["blocks"]}
     doc = json.loads((out / "accuracy.json").read_text())
     assert doc["images"] == 8 and doc["excluded_images"] == 6
     calibrated = {p.name for p in calibration_source(data.joinpath(*VOC), (1, 3, SIZE, SIZE),

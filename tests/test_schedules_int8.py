@@ -150,6 +150,21 @@ def test_plain_input_stem_depthwise_grouped_fallback_and_padded_outputs(dtype):
     assert len(rest) == 1 and rest[0].macs == 32 * 8 * 5 * 8 * 9, report.table()
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_wide_input_not_a_multiple_of_16_is_zero_padded(dtype):
+    """72 input channels (HRNet's third branch; 270 in its head): packed NCHW16c with the channels
+    zero-padded to 80, still on the VNNI schedule and bit-identical."""
+    def body(bb, x):
+        q = quantize(bb, x, 0.02, dtype)
+        q = qconv(bb, q, 3, 72, relu=dtype == "uint8", out_dtype=dtype)  # 72 outputs: padded, sliced
+        q = qconv(bb, q, 72, 32, stride=2, relu=dtype == "uint8", out_dtype=dtype)
+        return dequantize(bb, q, 0.05)
+
+    report = check(graph(body, (1, 3, 12, 18)), (1, 3, 12, 18))
+    assert report.layout.get("conv_int8_padded_input") == 1, report.layout
+    assert schedules(report).get("conv_int8") == 2, report.table()
+
+
 @pytest.mark.parametrize("k,stride", [(3, 1), (1, 1), (3, 2)])
 def test_int8_conv_float_output(k, stride):
     """An int8 conv whose result stays float (no requantize), odd width for the tile."""

@@ -263,6 +263,9 @@ def _apply_schedules(mod, target, progress):
     for f in report.fallbacks:  # ops left to TVM's default (slow) schedules, with their MAC share
         share = f"{100.0 * f.macs * f.calls / total:.1f}% of conv MACs" if total and f.macs else "no conv MACs"
         progress(f"  default schedule: {f.kind} x{f.calls} ({share}){': ' + f.note if f.note else ''}")
+    for f in report.untiled_convs:
+        progress(f"  generic loop schedule (conv not tiled): {f.kind} x{f.calls} "
+                 f"({100.0 * f.macs * f.calls / total:.1f}% of conv MACs)")
     return scheduled, {**report.to_dict(), "summary": report.summary()}
 
 

@@ -271,7 +271,7 @@ def _concat(cx, n):
     dqs = [cx.producers.get(i) for i in n.inputs]
     qs = [_dequantized_activation(cx, p) for p in dqs]
     if len(qs) > 1 and all(q is not None for q in qs) and \
-            len({(q[1].item(), cx.graph.values[p.inputs[0]].dtype) for q, p in zip(qs, dqs)}) == 1:
+            len({(q[1].item(), cx.graph.values[p.inputs[0]].dtype) for q, p in zip(qs, dqs, strict=True)}) == 1:
         y = cx.bb.emit(R.concat([q[0] for q in qs], axis=n.attrs["axis"]))
         return R.multiply(cx.bb.emit(R.astype(y, "float32")), relax.const(qs[0][1]))
     return R.concat(cx.args(n), axis=n.attrs["axis"])

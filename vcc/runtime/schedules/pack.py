@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tvm
-from tvm import relax, te
+from tvm import relax, te, tirx
 
 from vcc.errors import VccError
 
@@ -81,6 +81,16 @@ def nchw_to_nchwc(x: te.Tensor) -> te.Tensor:
     n, c, h, w = (int(v) for v in x.shape)
     return te.compute((n, c // BLOCK, h, w, BLOCK),
                       lambda b, cb, y, z, ci: x[b, cb * BLOCK + ci, y, z], name=TO_NCHWC)
+
+
+def nchw_to_nchwc_padded(x: te.Tensor, channels: int) -> te.Tensor:
+    """Packing with the channels zero-padded up to `channels` (a multiple of 16)."""
+    n, c, h, w = (int(v) for v in x.shape)
+    zero = tirx.const(0, x.dtype)
+    return te.compute((n, channels // BLOCK, h, w, BLOCK),
+                      lambda b, cb, y, z, ci: tirx.if_then_else(
+                          cb * BLOCK + ci < c, x[b, tirx.min(cb * BLOCK + ci, c - 1), y, z], zero),
+                      name=TO_NCHWC)
 
 
 def nchwc_to_nchw(x: te.Tensor, channels: int) -> te.Tensor:
@@ -231,7 +241,8 @@ KERNEL_LAYOUT = {"packed": "OIHW16i16o", "plain_input": "OIHW16o", "depthwise": 
 
 def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
     """u8/s8 x s8 -> s32 conv: groups 1 as a VNNI-packed conv, on NCHW16c input when its
-    channels are a multiple of 16, else on the plain input (at most 64 channels: one block);
+    channels are a multiple of 16, else on the plain input (at most 64 channels: one block), else
+    on an NCHW16c copy zero-padded to whole blocks (HRNet's 72- and 270-channel inputs);
     depthwise (channels % 16 == 0) packed in int32 vectors; None for anything else (grouped):
     the caller keeps it plain (generic schedule)."""
     a = call.attrs
@@ -247,15 +258,23 @@ def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
         p.count("conv_int8_depthwise")
         return Value(y, PACKED)
     if int(a.groups) != 1 or w.dtype != np.int8 or dshape is None or len(dshape) != 4 \
-            or w.shape[1] != dshape[1] or (dshape[1] % BLOCK and dshape[1] > 4 * BLOCK):
+            or w.shape[1] != dshape[1]:
         return None
+    cin_pad = -dshape[1] % BLOCK if dshape[1] > 4 * BLOCK else 0
+    if cin_pad:  # zero input channels meet zero weights (an int8 zero shifts to 128 x 0)
+        w = np.concatenate([w, np.zeros((w.shape[0], cin_pad, *w.shape[2:]), np.int8)], axis=1)
     cout = w.shape[0]
     cout_pad = -cout % BLOCK
     if cout_pad:
         w = np.concatenate([w, np.zeros((cout_pad, *w.shape[1:]), np.int8)])
     common = dict(strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
                   dilation=[int(v) for v in a.dilation])
-    x = p.plain(data) if dshape[1] % BLOCK else p.packed(data)
+    if cin_pad:
+        p.count("conv_int8_padded_input")
+        x = p.bb.emit(p.bb.call_te(nchw_to_nchwc_padded, p.plain(data), dshape[1] + cin_pad,
+                                   primfunc_name_hint=TO_NCHWC))
+    else:
+        x = p.plain(data) if dshape[1] % BLOCK else p.packed(data)
     wq = relax.const(pack_int8_weight(w))
     if signed:
         y = p.bb.emit(p.bb.call_te(qconv2d_packed_signed, x, wq, relax.const(signed_correction(w)),
@@ -264,7 +283,7 @@ def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
         y = p.bb.emit(p.bb.call_te(qconv2d_packed, x, wq, primfunc_name_hint="qconv2d_nchwc",
                                    **common))
     p.count("conv_int8_signed" if signed else "conv_int8")
-    if dshape[1] % BLOCK:
+    if dshape[1] % BLOCK and not cin_pad:
         p.count("conv_int8_plain_input")
     if not cout_pad:
         return Value(y, PACKED)

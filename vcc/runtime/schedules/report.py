@@ -39,6 +39,12 @@ class ScheduleReport:
     def fallbacks(self) -> list[FuncRecord]:
         return [f for f in self.functions if f.fell_back]
 
+    @property
+    def untiled_convs(self) -> list[FuncRecord]:
+        """Convolutions that run on a generic loop schedule (no register tiling, no VNNI): as
+        slow as a fallback, though not one (a grouped int8 conv, a layout no rule packs)."""
+        return [f for f in self.functions if f.macs and f.schedule in GENERIC]
+
     def macs(self, schedules: tuple[str, ...] | None = None) -> int:
         return sum(f.macs * f.calls for f in self.functions
                    if schedules is None or f.schedule in schedules)
