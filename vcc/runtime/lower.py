@@ -38,6 +38,9 @@ class LowerContext:
         self.bb = bb
         self.env: dict[str, relax.Expr] = {}
         self.producers = graph.producers()
+        # values lowered as "integer tensor x scale" (pooled / concatenated integers): a
+        # QuantizeLinear back to the same scale and dtype returns the integers unchanged
+        self.integer_form: dict[str, tuple[relax.Var, np.ndarray, str]] = {}
 
     def arg(self, name: str) -> relax.Expr:
         if name not in self.env:
@@ -273,7 +276,7 @@ def _concat(cx, n):
     if len(qs) > 1 and all(q is not None for q in qs) and \
             len({(q[1].item(), cx.graph.values[p.inputs[0]].dtype) for q, p in zip(qs, dqs, strict=True)}) == 1:
         y = cx.bb.emit(R.concat([q[0] for q in qs], axis=n.attrs["axis"]))
-        return R.multiply(cx.bb.emit(R.astype(y, "float32")), relax.const(qs[0][1]))
+        return _integer_result(cx, n, y, qs[0][1], cx.graph.values[dqs[0].inputs[0]].dtype)
     return R.concat(cx.args(n), axis=n.attrs["axis"])
 
 
@@ -336,8 +339,14 @@ def _maxpool(cx, n):
                         dilation=a["dilations"], ceil_mode=bool(a["ceil_mode"]))
     if q is None:
         return y
-    y = cx.bb.emit(R.astype(cx.bb.emit(y), "float32"))
-    return R.multiply(y, relax.const(q[1]))
+    return _integer_result(cx, n, cx.bb.emit(y), q[1], cx.graph.values[p.inputs[0]].dtype)
+
+
+def _integer_result(cx: LowerContext, n: Node, y: relax.Var, scale: np.ndarray, dtype: str) -> relax.Expr:
+    """Dequantize the integer result `y` of `n`, remembering it for a QuantizeLinear to the same
+    scale (which then costs nothing)."""
+    cx.integer_form[n.outputs[0]] = (y, scale, dtype)
+    return R.multiply(cx.bb.emit(R.astype(y, "float32")), relax.const(scale))
 
 
 def _dequantized_activation(cx: LowerContext, p: Node | None) -> tuple[relax.Expr, np.ndarray] | None:
@@ -407,6 +416,10 @@ def _quantize(cx, n):
     rank = len(cx.shape(n.inputs[0]))
     scale = _per_axis(cx.graph.constants[n.inputs[1]], n.attrs.get("axis"), rank)
     zp = cx.graph.constants[n.inputs[2]]
+    same = cx.integer_form.get(n.inputs[0])
+    if same is not None and scale.size == 1 and np.float32(scale.reshape(())) == same[1] \
+            and not np.any(zp != 0) and zp.dtype.name == same[2]:
+        return same[0]  # round(q * s / s) == q: requantizing to the same scale is the identity
     info = np.iinfo(zp.dtype)
     y = cx.bb.emit(R.round(R.divide(cx.arg(n.inputs[0]), relax.const(scale.astype(np.float32)))))
     if np.any(zp != 0):
