@@ -236,3 +236,90 @@ def test_no_vnni_target_keeps_int8_convs_generic():
     _, report = optimize_for_cpu(graph(body, (1, 16, 8, 8)), plain)
     assert report.layout.get("conv_int8_plain") == 1 and "conv_int8" not in report.layout
     assert "conv_int8" not in schedules(report), report.table()
+
+
+def qconv_transpose(bb, xq, cin, cout, k, stride, pad, output_padding=0, relu=True,
+                    out_dtype="uint8", out_scale=0.05):
+    """int8 ConvTranspose (IOHW weight) + bias + rescale (+ ReLU) + requantize, as lower.py
+    emits it."""
+    w = RNG.integers(-128, 128, (cin, cout, k, k)).astype(np.int8)
+    acc = bb.emit(R.nn.conv2d_transpose(xq, relax.const(w), strides=stride, padding=(pad,) * 4,
+                                        output_padding=output_padding, kernel_layout="IOHW",
+                                        out_dtype="int32"))
+    bias = RNG.integers(-5000, 5000, (1, cout, 1, 1)).astype(np.int32)
+    acc = bb.emit(R.add(acc, relax.const(bias)))
+    y = bb.emit(R.astype(acc, "float32"))
+    scale = (RNG.uniform(0.5, 2.0, (1, cout, 1, 1)) * 1e-4).astype(np.float32)
+    y = bb.emit(R.multiply(y, relax.const(scale)))
+    if relu:
+        y = bb.emit(R.nn.relu(y))
+    return quantize(bb, y, out_scale, out_dtype)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+@pytest.mark.parametrize("k,stride,pad,output_padding", [(4, 2, 1, 0), (2, 2, 0, 0), (3, 2, 1, 1)])
+def test_int8_conv_transpose_runs_as_vnni_phase_convs(dtype, k, stride, pad, output_padding):
+    """A stride-2 int8 transposed conv becomes 4 stride-1 VNNI int8 convs, one per output phase,
+    interleaved; packed input (32 channels) and plain input (24), whole (16) and padded (20)
+    output channels; bit-identical to TOPI's conv2d_transpose."""
+    signed = dtype == "int8"
+
+    def body(bb, x):
+        q = quantize(bb, x, 0.02, dtype)
+        y = bb.emit(R.nn.conv2d(bb.emit(R.astype(q, "float32")), relax.const(
+            RNG.standard_normal((32, 3, 1, 1)).astype(np.float32)), padding=(0, 0, 0, 0)))
+        q = quantize(bb, y, 0.03, dtype)
+        q = qconv_transpose(bb, q, 32, 16, k, stride, pad, output_padding, relu=not signed,
+                            out_dtype=dtype)
+        q = qconv(bb, q, 16, 24, k=1, relu=not signed, out_dtype=dtype)
+        q = qconv_transpose(bb, q, 24, 20, k, stride, pad, output_padding, relu=not signed,
+                            out_dtype=dtype)
+        return dequantize(bb, q, 0.05)
+
+    shape = (1, 3, 5, 7)
+    report = check(graph(body, shape), shape)
+    assert report.layout.get("conv_transpose_int8_phases") == 8, report.layout
+    assert "conv_transpose_phases" not in report.layout, report.layout
+    assert schedules(report).get("conv_int8") == 9, report.table()
+    rest = [f for f in report.functions if f.macs and f.schedule != "conv_int8"]
+    assert len(rest) == 1 and rest[0].macs == 32 * 3 * 5 * 7, report.table()  # the fp32 1x1
+
+
+def test_insert_qdq_conv_transpose_bit_identical(tmp_path):
+    """vcc's QDQ rewrite with quantize_conv_transpose=True lowers the ConvTranspose to an int8
+    conv2d_transpose; optimize_for_cpu runs it as VNNI phase convs, bit-identical."""
+    import torch
+    from subjects import seeded
+
+    from vcc.frontends.onnx_import import load_model
+    from vcc.frontends.torch_export import export_torch
+    from vcc.passes import PassManager, default_fp32_pipeline
+    from vcc.passes.quantize import insert_qdq, plan_quantization
+    from vcc.runtime.lower import lower_to_relax
+
+    class _Decoder(torch.nn.Module):
+        """conv -> ConvTranspose (U-Net up-sampling) -> conv."""
+
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.ReLU())
+            self.up = torch.nn.Sequential(torch.nn.ConvTranspose2d(16, 24, 4, 2, 1), torch.nn.ReLU())
+            self.head = torch.nn.Conv2d(24, 4, 1)
+
+        def forward(self, x):
+            return self.head(self.up(self.stem(x)))
+
+    shape = (1, 3, 32, 32)
+    path = tmp_path / "decoder.onnx"
+    export_torch(seeded(_Decoder()), shape, path)
+    g = PassManager(default_fp32_pipeline()).run(load_model(path))
+    plan = plan_quantization(g, quantize_conv_transpose=True)
+    assert any(n.op == "ConvTranspose" and n.name in plan.nodes for n in g.nodes)
+    x = RNG.standard_normal(shape).astype(np.float32)
+    mod = lower_to_relax(insert_qdq(g, plan, _observed_quant(g, plan, x)))
+    assert any("conv2d_transpose" in line and "int32" in line for line in mod.script().splitlines())
+    ref = run(mod, x)
+    opt, report = optimize_for_cpu(mod, TARGET)
+    np.testing.assert_array_equal(run(opt, x), ref)
+    assert report.layout.get("conv_transpose_int8_phases") == 4, report.layout
+    assert schedules(report).get("conv_int8", 0) >= 5, report.table()

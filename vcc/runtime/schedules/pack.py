@@ -260,35 +260,48 @@ def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
     if int(a.groups) != 1 or w.dtype != np.int8 or dshape is None or len(dshape) != 4 \
             or w.shape[1] != dshape[1]:
         return None
-    cin_pad = -dshape[1] % BLOCK if dshape[1] > 4 * BLOCK else 0
-    if cin_pad:  # zero input channels meet zero weights (an int8 zero shifts to 128 x 0)
-        w = np.concatenate([w, np.zeros((w.shape[0], cin_pad, *w.shape[2:]), np.int8)], axis=1)
+    x, cin_pad = _int8_input(p, data, dshape)
+    y = _vnni_conv(p, x, w, cin_pad, signed, strides=[int(v) for v in a.strides],
+                   padding=[int(v) for v in a.padding], dilation=[int(v) for v in a.dilation])
+    p.count("conv_int8_signed" if signed else "conv_int8")
+    if dshape[1] % BLOCK and not cin_pad:
+        p.count("conv_int8_plain_input")
     cout = w.shape[0]
-    cout_pad = -cout % BLOCK
-    if cout_pad:
-        w = np.concatenate([w, np.zeros((cout_pad, *w.shape[1:]), np.int8)])
-    common = dict(strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
-                  dilation=[int(v) for v in a.dilation])
+    if not cout % BLOCK:
+        return Value(y, PACKED)
+    p.count("conv_out_padded")
+    return Value(p.unpack(y, cout), PLAIN)
+
+
+def _int8_input(p: Packer, data: relax.Expr, dshape: tuple[int, ...]) -> tuple[relax.Expr, int]:
+    """The input of a groups-1 VNNI conv and how many zero channels it was padded by: NCHW16c
+    when the channels are a multiple of 16, plain NCHW when they fit one block (<= 64), else an
+    NCHW16c copy zero-padded to whole blocks."""
+    cin_pad = -dshape[1] % BLOCK if dshape[1] > 4 * BLOCK else 0
     if cin_pad:
         p.count("conv_int8_padded_input")
         x = p.bb.emit(p.bb.call_te(nchw_to_nchwc_padded, p.plain(data), dshape[1] + cin_pad,
                                    primfunc_name_hint=TO_NCHWC))
-    else:
-        x = p.plain(data) if dshape[1] % BLOCK else p.packed(data)
+        return x, cin_pad
+    return (p.plain(data) if dshape[1] % BLOCK else p.packed(data)), 0
+
+
+def _vnni_conv(p: Packer, x: relax.Expr, w: np.ndarray, cin_pad: int, signed: bool,
+               strides, padding, dilation) -> relax.Var:
+    """u8/s8 input `x` (from `_int8_input`) x OIHW int8 `w` -> NCHW16c int32, the output
+    channels zero-padded to whole blocks (the caller slices them off)."""
+    if cin_pad:  # zero input channels meet zero weights (an int8 zero shifts to 128 x 0)
+        w = np.concatenate([w, np.zeros((w.shape[0], cin_pad, *w.shape[2:]), np.int8)], axis=1)
+    cout_pad = -w.shape[0] % BLOCK
+    if cout_pad:
+        w = np.concatenate([w, np.zeros((cout_pad, *w.shape[1:]), np.int8)])
+    common = dict(strides=list(strides), padding=list(padding), dilation=list(dilation))
     wq = relax.const(pack_int8_weight(w))
     if signed:
-        y = p.bb.emit(p.bb.call_te(qconv2d_packed_signed, x, wq, relax.const(signed_correction(w)),
-                                   primfunc_name_hint="qconv2d_nchwc", **common))
-    else:
-        y = p.bb.emit(p.bb.call_te(qconv2d_packed, x, wq, primfunc_name_hint="qconv2d_nchwc",
-                                   **common))
-    p.count("conv_int8_signed" if signed else "conv_int8")
-    if dshape[1] % BLOCK and not cin_pad:
-        p.count("conv_int8_plain_input")
-    if not cout_pad:
-        return Value(y, PACKED)
-    p.count("conv_out_padded")
-    return Value(p.unpack(y, cout), PLAIN)
+        return p.bb.emit(p.bb.call_te(qconv2d_packed_signed, x, wq, relax.const(signed_correction(w)),
+                                      primfunc_name_hint="qconv2d_nchwc", **common))
+    return p.bb.emit(p.bb.call_te(qconv2d_packed, x, wq, primfunc_name_hint="qconv2d_nchwc",
+                                  **common))
 
 
 def _is_int8_conv(call: relax.Call) -> bool:
@@ -369,23 +382,46 @@ def _transpose_phases(size_in: int, kernel: int, stride: int, pad_begin: int,
     return phases
 
 
+def _interleave(p: Packer, phases: list[list[relax.Expr]], n: int, cb: int, qy: int, qx: int,
+                sy: int, sx: int) -> relax.Var:
+    """Phase outputs phases[ry][rx] (N, C/16, qy, qx, 16) -> (N, C/16, qy*sy, qx*sx, 16) with
+    out[sy*q + ry, sx*u + rx] = phases[ry][rx][q, u]."""
+    row_parts = []
+    for row_phases in phases:
+        col_parts = [p.bb.emit(R.reshape(y, (n, cb, qy, qx, 1, BLOCK))) for y in row_phases]
+        row = p.bb.emit(R.concat(col_parts, axis=4))
+        row_parts.append(p.bb.emit(R.reshape(row, (n, cb, qy, 1, qx * sx, BLOCK))))
+    return p.bb.emit(R.reshape(p.bb.emit(R.concat(row_parts, axis=3)),
+                               (n, cb, qy * sy, qx * sx, BLOCK)))
+
+
+def _phase_weight(w: np.ndarray, ry: _Phase, rx: _Phase) -> np.ndarray:
+    """IOHW transposed-conv weight -> the OIHW weight of phase (ry, rx)."""
+    return np.ascontiguousarray(w[:, :, list(ry.taps), :][:, :, :, list(rx.taps)].transpose(1, 0, 2, 3))
+
+
 @rule("relax.nn.conv2d_transpose")
 def _conv2d_transpose(p: Packer, call: relax.Call) -> Value:
     """Stride-s transposed conv -> s*s packed stride-1 convs on the input, interleaved.
 
     TOPI's form convolves a zero-dilated input (s*s times the work); the sub-pixel phases do
-    only the useful multiply-adds and each runs under the conv-tiled schedule.
+    only the useful multiply-adds and each runs under the conv-tiled schedule (fp32) or as a
+    VNNI int8 conv (u8/s8 data x const s8 weight -> s32: exact, the padding of each phase is
+    the (shifted) zero).
     """
     a = call.attrs
     data, weight = call.args
     dshape, oshape = static_shape(data), static_shape(call)
+    out_dtype = str(a.out_dtype) if a.out_dtype is not None else ""
+    int8 = _dtype(data) in ("uint8", "int8") and out_dtype == "int32" and _is_const(weight) \
+        and _const_np(weight).dtype == np.int8
     if (str(a.data_layout), str(a.kernel_layout)) != ("NCHW", "IOHW") or int(a.groups) != 1 \
             or any(int(d) != 1 for d in a.dilation) or not _is_const(weight) or dshape is None \
-            or oshape is None or _dtype(data) != "float32" \
-            or str(a.out_layout) not in ("NCHW", "") \
-            or (a.out_dtype is not None and str(a.out_dtype) not in ("", "float32")):
+            or oshape is None or len(dshape) != 4 or str(a.out_layout) not in ("NCHW", "") \
+            or not (int8 and p.int8_vnni
+                    or _dtype(data) == "float32" and out_dtype in ("", "float32")):
         return p.keep_plain(call)
-    w = _const_np(weight).astype(np.float32)  # (in, out, kh, kw)
+    w = _const_np(weight)  # (in, out, kh, kw)
     cin, cout, kh, kw = w.shape
     sy, sx = (int(s) for s in a.strides)
     pt, pl = int(a.padding[0]), int(a.padding[1])
@@ -393,29 +429,36 @@ def _conv2d_transpose(p: Packer, call: relax.Call) -> Value:
     cols = _transpose_phases(dshape[3], kw, sx, pl, oshape[3])
     cout_pad = -cout % BLOCK
     form = _conv_plan(cin, cout + cout_pad, 1)
-    if rows is None or cols is None or form is None:
+    if rows is None or cols is None or form is None or cin != dshape[1]:
         return p.keep_plain(call)
-    x = p.plain(data) if form == "plain_input" else p.packed(data)
     n, cb = oshape[0], (cout + cout_pad) // BLOCK
     qy, qx = oshape[2] // sy, oshape[3] // sx
-    row_parts = []
-    for ry in rows:
-        col_parts = []
-        for rx in cols:
-            sub = w[:, :, list(ry.taps), :][:, :, :, list(rx.taps)].transpose(1, 0, 2, 3)
-            if cout_pad:
-                sub = np.concatenate([sub, np.zeros((cout_pad, *sub.shape[1:]), np.float32)])
-            y = p.bb.emit(R.nn.conv2d(
-                x, relax.const(_pack_weight(np.ascontiguousarray(sub), form)),
-                padding=(ry.pad_before, rx.pad_before, ry.pad_after, rx.pad_after),
-                data_layout="NCHW" if form == "plain_input" else "NCHW16c",
-                kernel_layout=KERNEL_LAYOUT[form], out_layout="NCHW16c", out_dtype="float32"))
-            col_parts.append(p.bb.emit(R.reshape(y, (n, cb, qy, qx, 1, BLOCK))))
-        row = p.bb.emit(R.concat(col_parts, axis=4))
-        row_parts.append(p.bb.emit(R.reshape(row, (n, cb, qy, 1, qx * sx, BLOCK))))
-    full = p.bb.emit(R.reshape(p.bb.emit(R.concat(row_parts, axis=3)),
-                               (n, cb, qy * sy, qx * sx, BLOCK)))
-    p.count("conv_transpose_phases", len(rows) * len(cols))
+    phases = []
+    if int8:
+        x, cin_pad = _int8_input(p, data, dshape)
+        signed = _dtype(data) == "int8"
+        for ry in rows:
+            phases.append([_vnni_conv(p, x, _phase_weight(w, ry, rx), cin_pad, signed, strides=(1, 1),
+                                      padding=(ry.pad_before, rx.pad_before, ry.pad_after, rx.pad_after),
+                                      dilation=(1, 1)) for rx in cols])
+        p.count("conv_transpose_int8_phases", len(rows) * len(cols))
+    else:
+        w = w.astype(np.float32)
+        x = p.plain(data) if form == "plain_input" else p.packed(data)
+        for ry in rows:
+            row = []
+            for rx in cols:
+                sub = _phase_weight(w, ry, rx)
+                if cout_pad:
+                    sub = np.concatenate([sub, np.zeros((cout_pad, *sub.shape[1:]), np.float32)])
+                row.append(p.bb.emit(R.nn.conv2d(
+                    x, relax.const(_pack_weight(sub, form)),
+                    padding=(ry.pad_before, rx.pad_before, ry.pad_after, rx.pad_after),
+                    data_layout="NCHW" if form == "plain_input" else "NCHW16c",
+                    kernel_layout=KERNEL_LAYOUT[form], out_layout="NCHW16c", out_dtype="float32")))
+            phases.append(row)
+        p.count("conv_transpose_phases", len(rows) * len(cols))
+    full = _interleave(p, phases, n, cb, qy, qx, sy, sx)
     if not cout_pad:
         return Value(full, PACKED)
     p.count("conv_out_padded")
