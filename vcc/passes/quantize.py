@@ -19,7 +19,9 @@ The scheme (TensorRT-style symmetric, chosen for the VNNI u8 x s8 dot product):
   and pooling branches no pattern describes);
 - a fused activation (Relu, Clip, LeakyRelu, PRelu) after a quantized node is part of it;
 - Q/DQ sit on the inputs of int8 nodes only (an output is quantized where an int8 reader needs it);
-- ConvTranspose stays fp32 until it has an int8 schedule (its fp32 phase-conv schedule is fast).
+- ConvTranspose is int8 like Conv (its schedule runs it as s*s stride-1 VNNI phase convs); on
+  the trained MobileNetV2 U-Net it costs 0.02 points of agreement with fp32 (97.77% -> 97.75%)
+  and saves a third of the int8 latency (`quantize_conv_transpose=False` keeps it fp32).
 
 The rewrite inserts QuantizeLinear -> DequantizeLinear pairs (ONNX QDQ form): the rewritten IR
 exports as a QDQ ONNX model that ONNX Runtime runs as the numerical reference, and the
@@ -95,12 +97,13 @@ ATTENTION_BLOCKS = ("arm", "ffm", "aspp", "ppm")  # blocks whose 1x1-map branche
 
 
 def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bool = True,
-                      quantize_outputs: bool = False, quantize_conv_transpose: bool = False,
+                      quantize_outputs: bool = False, quantize_conv_transpose: bool = True,
                       block_rules: bool = True) -> QuantPlan:
     """Choose the quantized nodes and tensors. `block_rules=False` quantizes the members of
     recognised blocks like any other node, `attention_fp32=False` also quantizes the convs on
     1x1 maps outside blocks, `quantize_outputs=True` also every quantized node's output, and
-    `quantize_conv_transpose=True` the transposed convs (for measuring what each rule is worth)."""
+    `quantize_conv_transpose=False` keeps the transposed convs fp32 (for measuring what each rule
+    is worth)."""
     fallback = set(fallback)
     names = {n.name for n in g.nodes}
     unknown = sorted(fallback - names)
@@ -136,10 +139,7 @@ def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bo
             skipped[n.name] = "non-float input"
             continue
         if n.op == "ConvTranspose" and not quantize_conv_transpose:
-            # no int8 schedule for transposed convs yet: generic int8 loops ran the MobileNetV2
-            # U-Net's four decoder deconvs (45% of its MACs) 16x slower than ORT int8, while the
-            # fp32 ones run as packed phase convs; fp32 is also the more accurate choice
-            skipped[n.name] = "ConvTranspose: fp32 (no int8 schedule yet)"
+            skipped[n.name] = "ConvTranspose: fp32 (quantize_conv_transpose=False)"
             continue
         nodes.append(n.name)
         inputs_q.append(n.inputs[0])
