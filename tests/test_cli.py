@@ -160,3 +160,17 @@ def test_bad_options(bisenet_onnx, tmp_path, cli):
     proc = cli("build", bisenet_onnx, "--out", tmp_path / "o", "--size", "300", "300", check=2)
     assert "256" in proc.stderr  # the model is fixed at 256x256: the message shows what it is
     assert not (tmp_path / "o").exists()
+
+
+def test_measure_alternating_rounds():
+    """Each engine gets its warm-up, then rounds of one discarded run + up to 5 timed runs, the
+    engines taking turns; every engine ends with exactly `runs` timings."""
+    from vcc.runtime.bench import measure_alternating
+
+    order = []
+    fns = {name: (lambda n=name: order.append(n)) for name in ("a", "b")}
+    lat = measure_alternating(fns, runs=7, block=5, warmup=2)
+    assert {k: v.runs for k, v in lat.items()} == {"a": 7, "b": 7}
+    # warm-up a a b b, then round 1: a x (1 + 5), b x 6, round 2: a x (1 + 2), b x 3
+    assert order == ["a"] * 2 + ["b"] * 2 + ["a"] * 6 + ["b"] * 6 + ["a"] * 3 + ["b"] * 3
+    assert all(v.median_ms >= 0 and v.p90_ms >= v.min_ms for v in lat.values())

@@ -34,6 +34,30 @@ def measure(fn: Callable[[], object], runs: int = 10, warmup: int = 2) -> Latenc
     return Latency(float(np.median(arr)), float(np.percentile(arr, 90)), float(arr.min()), runs)
 
 
+def measure_alternating(fns: dict[str, Callable[[], object]], runs: int = 10, block: int = 5,
+                        warmup: int = 2) -> dict[str, Latency]:
+    """Time several engines on a shared machine fairly: rounds in which each engine runs one
+    discarded run (its thread pool wakes, its caches refill) and then `block` timed runs, until
+    each has `runs`. Drift of the machine (another tenant, clock changes) falls on all engines
+    alike instead of on whichever happened to be timed second."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while any(len(t) < runs for t in times.values()):
+        for name, fn in fns.items():
+            fn()
+            for _ in range(min(block, runs - len(times[name]))):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    out = {}
+    for name, t in times.items():
+        arr = np.asarray(t)
+        out[name] = Latency(float(np.median(arr)), float(np.percentile(arr, 90)), float(arr.min()), runs)
+    return out
+
+
 def set_threads(threads: int) -> None:
     """Pin TVM's thread pool (read when the runtime starts: call before importing tvm)."""
     os.environ["TVM_NUM_THREADS"] = str(threads)
