@@ -32,23 +32,11 @@ VARIANTS = {"block rules": (), "no block rules": ("--no-block-rules",)}
 
 
 def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int, runs: int) -> dict:
-    from int8_accuracy import HELDOUT, score
-    from PIL import Image
-    from trained_subjects import person_pairs, trained_subject
+    from int8_accuracy import heldout_set, prepare_subject, score
 
-    from vcc.calib.preprocess import load_image
-    from vcc.reports.labels import load_binary_mask
     from vcc.runtime import load
-    from vcc.runtime.reference import OrtSession
 
-    subject = trained_subject(name)
-    fp32 = subject.export_onnx(work / f"{name}.onnx")
-    pairs = person_pairs(data)
-    train, heldout = pairs[:-HELDOUT], pairs[-HELDOUT:]
-    calib_dir = work / f"{name}-calib"
-    calib_dir.mkdir(exist_ok=True)
-    for img, _ in train:
-        (calib_dir / img.name).symlink_to(img)
+    _, fp32, _, heldout, calib_dir = prepare_subject(name, data, work)
     preds, fp32_nodes, build_s = {}, {}, {}
     for variant, extra in VARIANTS.items():
         art = work / f"{name}-{variant.replace(' ', '-')}"
@@ -60,12 +48,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
         preds[variant] = load(art)
         fp32_nodes[variant] = json.loads((art / "manifest.json").read_text())["quantization"]["fp32_nodes"]
     pre = preds["block rules"].preprocess
-    xs = [load_image(img, pre) for img, _ in heldout]
-    size = pre.size
-    labels = [np.asarray(Image.fromarray(np.asarray(load_binary_mask(m, None).astype(np.uint8)))
-                         .resize((size[1], size[0]), Image.NEAREST)) for _, m in heldout]
-    ref_sess = OrtSession(fp32, threads=threads)
-    ref = [ref_sess.run(x)[0] for x in xs]
+    xs, labels, ref = heldout_set(heldout, pre, fp32, threads)
     rows = {variant: score([p(x) for x in xs], ref, labels) for variant, p in preds.items()}
     # latency: the two artifacts interleaved, so drift of a shared machine hits both alike
     times: dict[str, list[float]] = {v: [] for v in preds}
@@ -79,7 +62,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
         rows[variant]["latency_ms"] = float(np.median(times[variant]))
         rows[variant]["fp32_compute_nodes"] = len(fp32_nodes[variant])
         rows[variant]["build_s"] = build_s[variant]
-    return {"subject": name, "size": list(size), "rows": rows, "fp32_nodes": fp32_nodes}
+    return {"subject": name, "size": list(pre.size), "rows": rows, "fp32_nodes": fp32_nodes}
 
 
 def main() -> None:

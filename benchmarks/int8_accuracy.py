@@ -44,15 +44,10 @@ def score(outputs: list[np.ndarray], ref: list[np.ndarray], labels: list[np.ndar
     return {"agreement": s["agreement"], "sqnr_db": s["sqnr_db"], "person_iou": float(iou_per_class(conf)[1])}
 
 
-def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
-                extra_build_args: tuple[str, ...] = ()) -> dict:
-    from benchmarks_common import ort_quantize_static
+def prepare_subject(name: str, data: Path, work: Path) -> tuple[object, Path, list, list, Path]:
+    """Export the trained subject `name` and split the person photos: (the subject, fp32 ONNX,
+    training pairs, the last HELDOUT pairs, a folder linking the training photos for calibration)."""
     from trained_subjects import person_pairs, trained_subject
-
-    from vcc.calib.preprocess import Preprocess, load_image
-    from vcc.reports.labels import load_binary_mask
-    from vcc.runtime import load
-    from vcc.runtime.reference import OrtSession
 
     subject = trained_subject(name)
     fp32 = subject.export_onnx(work / f"{name}.onnx")
@@ -62,6 +57,35 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
     calib_dir.mkdir(exist_ok=True)
     for img, _ in train:
         (calib_dir / img.name).symlink_to(img)
+    return subject, fp32, train, heldout, calib_dir
+
+
+def heldout_set(heldout: list, pre, fp32: Path, threads: int) -> tuple[list, list, list]:
+    """The held-out photos preprocessed for the model, their person masks at its input size, and
+    the fp32 reference outputs (ONNX Runtime)."""
+    from PIL import Image
+
+    from vcc.calib.preprocess import load_image
+    from vcc.reports.labels import load_binary_mask
+    from vcc.runtime.reference import OrtSession
+
+    xs = [load_image(img, pre) for img, _ in heldout]
+    h, w = pre.size
+    labels = [np.asarray(Image.fromarray(np.asarray(load_binary_mask(m, None).astype(np.uint8)))
+                         .resize((w, h), Image.NEAREST)) for _, m in heldout]
+    sess = OrtSession(fp32, threads=threads)
+    return xs, labels, [sess.run(x)[0] for x in xs]
+
+
+def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
+                extra_build_args: tuple[str, ...] = ()) -> dict:
+    from benchmarks_common import ort_quantize_static
+
+    from vcc.calib.preprocess import Preprocess, load_image
+    from vcc.runtime import load
+    from vcc.runtime.reference import OrtSession
+
+    subject, fp32, train, heldout, calib_dir = prepare_subject(name, data, work)
     art = work / f"{name}-int8"
     qdq = work / f"{name}-vcc-qdq.onnx"
     subprocess.run([sys.executable, "-m", "vcc.compiler.cli", "build", str(fp32), "--dtype", "int8",
@@ -69,15 +93,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
                     "--emit-qdq", str(qdq), *extra_build_args], check=True)
     pred = load(art)
     pre: Preprocess = pred.preprocess
-    size = pre.size
-    xs = [load_image(img, pre) for img, _ in heldout]
-    labels = [np.asarray(load_binary_mask(m, None).astype(np.uint8)) for _, m in heldout]
-    from PIL import Image
-
-    labels = [np.asarray(Image.fromarray(lab).resize((size[1], size[0]), Image.NEAREST)) for lab in labels]
-
-    ref_sess = OrtSession(fp32, threads=threads)
-    ref = [ref_sess.run(x)[0] for x in xs]
+    xs, labels, ref = heldout_set(heldout, pre, fp32, threads)
     rows = {"fp32": score(ref, ref, labels)}
     vcc_out = [pred(x) for x in xs]
     rows["vcc int8 (artifact)"] = score(vcc_out, ref, labels)
@@ -92,7 +108,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
         rows[f"ORT int8 ({method})"] = score([sess.run(x)[0] for x in xs], ref, labels)
     sim_cmp = score(vcc_out, sim_out, labels)
     rel = max(float(np.abs(a - b).max() / max(1e-12, np.abs(b).max())) for a, b in zip(vcc_out, sim_out, strict=True))
-    return {"subject": name, "size": list(size), "heldout_iou_trained": subject.heldout_iou, "rows": rows,
+    return {"subject": name, "size": list(pre.size), "heldout_iou_trained": subject.heldout_iou, "rows": rows,
             "artifact_vs_qdq": {"agreement": sim_cmp["agreement"], "sqnr_db": sim_cmp["sqnr_db"],
                                 "max_rel_error": rel}}
 

@@ -36,6 +36,12 @@ def qconv(bb, xq, cin, cout, k=3, stride=1, dilation=1, groups=1, relu=True,
     pad = dilation * (k // 2)
     acc = bb.emit(R.nn.conv2d(xq, relax.const(w), strides=stride, padding=(pad,) * 4,
                               dilation=dilation, groups=groups, out_dtype="int32"))
+    return requantize(bb, acc, cout, relu, out_dtype, out_scale)
+
+
+def requantize(bb, acc, cout, relu, out_dtype, out_scale):
+    """The epilogue lower.py emits after an int32 accumulator: + int32 bias, astype, per-channel
+    scale (+ ReLU), round(divide) / clip / astype (none when `out_dtype` is None)."""
     bias = RNG.integers(-5000, 5000, (1, cout, 1, 1)).astype(np.int32)
     acc = bb.emit(R.add(acc, relax.const(bias)))
     y = bb.emit(R.astype(acc, "float32"))
@@ -246,14 +252,7 @@ def qconv_transpose(bb, xq, cin, cout, k, stride, pad, output_padding=0, relu=Tr
     acc = bb.emit(R.nn.conv2d_transpose(xq, relax.const(w), strides=stride, padding=(pad,) * 4,
                                         output_padding=output_padding, kernel_layout="IOHW",
                                         out_dtype="int32"))
-    bias = RNG.integers(-5000, 5000, (1, cout, 1, 1)).astype(np.int32)
-    acc = bb.emit(R.add(acc, relax.const(bias)))
-    y = bb.emit(R.astype(acc, "float32"))
-    scale = (RNG.uniform(0.5, 2.0, (1, cout, 1, 1)) * 1e-4).astype(np.float32)
-    y = bb.emit(R.multiply(y, relax.const(scale)))
-    if relu:
-        y = bb.emit(R.nn.relu(y))
-    return quantize(bb, y, out_scale, out_dtype)
+    return requantize(bb, acc, cout, relu, out_dtype, out_scale)
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8"])
