@@ -36,7 +36,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
 
     from vcc.runtime import load
 
-    _, fp32, _, heldout, calib_dir = prepare_subject(name, data, work)
+    _, fp32, _, heldout, calib_dir, _ = prepare_subject(name, data, work, num_calib)
     preds, fp32_nodes, build_s = {}, {}, {}
     for variant, extra in VARIANTS.items():
         art = work / f"{name}-{variant.replace(' ', '-')}"
