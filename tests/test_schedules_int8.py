@@ -171,6 +171,55 @@ def test_wide_input_not_a_multiple_of_16_is_zero_padded(dtype):
     assert schedules(report).get("conv_int8") == 2, report.table()
 
 
+def qdepthwise(bb, xq, c, kh, kw, stride, dilation, out_dtype):
+    """int8 depthwise conv (any kernel, "same"-style padding) + requantize."""
+    w = RNG.integers(-128, 128, (c, 1, kh, kw)).astype(np.int8)
+    ph, pw = dilation * (kh - 1), dilation * (kw - 1)
+    acc = bb.emit(R.nn.conv2d(xq, relax.const(w), strides=stride,
+                              padding=(ph // 2, pw // 2, ph - ph // 2, pw - pw // 2),
+                              dilation=dilation, groups=c, out_dtype="int32"))
+    return requantize(bb, acc, c, out_dtype == "uint8", out_dtype, 0.05)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+@pytest.mark.parametrize("c,hw,k,stride,dilation", [
+    ((32, (11, 19), (3, 3), 1, 1)), ((48, (12, 20), (3, 3), 2, 1)), ((16, (9, 9), (3, 3), 1, 2)),
+    ((32, (10, 13), (2, 3), 1, 1)), ((16, (13, 7), (4, 4), 2, 1)), ((32, (8, 24), (3, 5), 1, 1)),
+    ((16, (9, 11), (5, 5), 1, 1)), ((16, (8, 8), (3, 1), 1, 1))])
+def test_int8_depthwise_vnni_bit_identical(dtype, c, hw, k, stride, dilation):
+    """Depthwise int8 convs with up to 4 kernel rows (and more than one column) run on the VNNI
+    depthwise (kernel rows packed into the 4 bytes of a lane, rows stage per output row);
+    5 rows or 1 column keep the int32 depthwise. Both bit-identical to the default build, for
+    uint8 and (+128-shifted, corrected) int8 data, strides, dilations, odd widths."""
+    def body(bb, x):
+        q = quantize(bb, x, 0.02, dtype)
+        y = bb.emit(R.nn.conv2d(bb.emit(R.astype(q, "float32")), relax.const(
+            RNG.standard_normal((c, 3, 1, 1)).astype(np.float32)), padding=(0, 0, 0, 0)))
+        q = quantize(bb, y, 0.03, dtype)
+        q = qdepthwise(bb, q, c, *k, stride, dilation, dtype)
+        return dequantize(bb, q, 0.05)
+
+    shape = (1, 3, *hw)
+    report = check(graph(body, shape), shape)
+    vnni = k[0] <= 4 and k[1] > 1
+    assert report.layout.get("conv_int8_depthwise") == 1, report.layout
+    assert report.layout.get("conv_int8_depthwise_vnni", 0) == int(vnni), report.layout
+    assert schedules(report).get("depthwise") == 1, report.table()
+    names = [f.name for f in report.functions if f.schedule == "depthwise"]
+    assert ("qconv2d_nchwc_dw" in names[0]) == vnni, names
+
+
+def test_pack_dw_weight_layout():
+    from vcc.runtime.schedules.int8_conv import pack_dw_weight
+
+    w = RNG.integers(-128, 128, (32, 1, 3, 5)).astype(np.int8)
+    p = pack_dw_weight(w)
+    assert p.shape == (2, 5, 16, 4)
+    # (channel block, kernel column, channel, kernel row) = w[block*16 + channel, 0, row, column]
+    assert p[1, 4, 3, 2] == w[19, 0, 2, 4] and p[0, 1, 7, 0] == w[7, 0, 0, 1]
+    assert not p[..., 3].any()
+
+
 @pytest.mark.parametrize("k,stride", [(3, 1), (1, 1), (3, 2)])
 def test_int8_conv_float_output(k, stride):
     """An int8 conv whose result stays float (no requantize), odd width for the tile."""
@@ -282,6 +331,12 @@ def test_int8_conv_transpose_runs_as_vnni_phase_convs(dtype, k, stride, pad, out
     assert schedules(report).get("conv_int8") == 9, report.table()
     rest = [f for f in report.functions if f.macs and f.schedule != "conv_int8"]
     assert len(rest) == 1 and rest[0].macs == 32 * 3 * 5 * 7, report.table()  # the fp32 1x1
+    # the 4 phases of each go straight into one interleave compute (no reshape / concat gather),
+    # which the requantize epilogue fuses into
+    assert report.layout.get("phase_interleave") == 2, report.layout
+    names = [f.name for f in report.functions]
+    assert not any("concatenate" in n or "reshape" in n for n in names), names
+    assert sum("phase_interleave" in n and "multiply" in n for n in names) == 2, names
 
 
 def test_insert_qdq_conv_transpose_bit_identical(tmp_path):

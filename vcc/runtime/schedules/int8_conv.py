@@ -32,9 +32,13 @@ from .tir_util import (
 
 QCONV_BLOCK = "qconv2d_nchwc"
 QPAD_BLOCK = "qconv_pad"
+QDW_BLOCK = QCONV_BLOCK + "_dw"  # the VNNI depthwise conv (found by find_qconv_block too)
+QDW_ROWS_BLOCK = "qdw_rows"
+DW_TAPS = 4  # kernel rows packed into the 4 bytes of one int32 lane
 LANES = 4  # input channels per VNNI dot product
 SHIFT = 128  # int8 -> uint8 offset
 VNNI_LOCAL_INTRIN = "vcc_dot_16x4_vnni_local"
+DW_VNNI_INTRIN = "vcc_dw_16x4_vnni_local"
 
 
 # --- the intrinsic -------------------------------------------------------------------------------
@@ -76,6 +80,50 @@ def _dot_vnni(
         )
 
 
+def _dw_dot(a, b, t: int):
+    """Byte t of the packed int32 lane `a` (unsigned) times the int8 weight `b`, in int32."""
+    byte = a & 255 if t == 0 else (a >> 8 * t) & 255
+    return byte * b.astype("int32")
+
+
+@T.prim_func(s_tir=True)
+def _dw_desc(
+    A: T.Buffer((16,), "int32", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:16, 0:4])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            with T.sblock("update"):
+                vi = T.axis.spatial(16, i)
+                C[vi] = C[vi] + (T.bitwise_and(A[vi], 255) * T.Cast("int32", B[vi, 0])
+                                 + T.bitwise_and(T.shift_right(A[vi], 8), 255) * T.Cast("int32", B[vi, 1])
+                                 + T.bitwise_and(T.shift_right(A[vi], 16), 255) * T.Cast("int32", B[vi, 2])
+                                 + T.bitwise_and(T.shift_right(A[vi], 24), 255) * T.Cast("int32", B[vi, 3]))
+
+
+@T.prim_func(s_tir=True)
+def _dw_vnni(
+    A: T.Buffer((16,), "int32", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:16], B[0:16, 0:4])
+        T.writes(C[0:16])
+        a_u8x64 = T.reinterpret(A.vload([0], "int32x16"), dtype="uint8x64")
+        b_i8x64 = B.vload([0, 0], dtype="int8x64")
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+            C.vload([0], dtype="int32x16"),
+            a_u8x64,
+            b_i8x64,
+            dtype="int32x16",
+        )
+
+
 # LLVM cpu names with AVX512-VNNI (vpdpbusd on zmm registers)
 VNNI_CPUS = frozenset({"cascadelake", "cooperlake", "icelake-server", "icelake-client", "tigerlake",
                        "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
@@ -95,9 +143,10 @@ _REGISTERED: list[bool] = []
 
 
 def register_vnni_intrin() -> str:
-    """Register our VNNI intrinsic once per process; returns its name."""
+    """Register our VNNI intrinsics once per process; returns the conv one's name."""
     if not _REGISTERED:
         s_tir.TensorIntrin.register(VNNI_LOCAL_INTRIN, _dot_desc, _dot_vnni, override=True)
+        s_tir.TensorIntrin.register(DW_VNNI_INTRIN, _dw_desc, _dw_vnni, override=True)
         _REGISTERED.append(True)
     return VNNI_LOCAL_INTRIN
 
@@ -214,6 +263,67 @@ def qconv2d_depthwise(data: te.Tensor, weight: te.Tensor, strides, padding, dila
     return te.compute((n, cb, oh, ow, ci), body, name=DWCONV_BLOCK)
 
 
+def pack_dw_weight(w: np.ndarray) -> np.ndarray:
+    """Depthwise OIHW int8 (C, 1, KH <= 4, KW), C % 16 == 0 -> (C/16, KW, 16, 4): for each kernel
+    column the KH kernel rows of a channel are the 4 bytes of its VNNI lane (zero beyond KH)."""
+    c, _, kh, kw = w.shape
+    out = np.zeros((c // BLOCK, kw, BLOCK, DW_TAPS), np.int8)
+    out[..., :kh] = w[:, 0].reshape(c // BLOCK, BLOCK, kh, kw).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out)
+
+
+def dw_signed_correction(w: np.ndarray) -> np.ndarray:
+    """128 * sum(w) per channel of a depthwise weight, packed (1, C/16, 1, 1, 16) int32."""
+    return signed_correction(w)
+
+
+def qconv2d_depthwise_vnni(data: te.Tensor, weight: te.Tensor, correction: te.Tensor | None,
+                           kernel_rows: int, strides, padding, dilation) -> te.Tensor:
+    """Depthwise NCHW16c u8/s8 x `pack_dw_weight` s8 -> NCHW16c s32 on the VNNI dot product.
+
+    A rows stage packs, for each output row, the (padded, +128-shifted for int8) input bytes of
+    the kernel's rows into the 4 bytes of an int32 per channel and column; one vpdpbusd per
+    kernel column then does the kernel rows of 16 channels at once (3 instead of 9 for a 3x3).
+    The schedule computes the rows stage per output row, so it stays in L1 (no padded copy of
+    the input goes through memory). `correction` (int8 data) is `dw_signed_correction(w)`.
+    """
+    strides, padding, dilation = _ints(strides), _ints(padding), _ints(dilation)
+    n, cb, h, w, ci = _ints(data.shape)
+    _, kw, _, _ = _ints(weight.shape)
+    kh = int(kernel_rows)
+    oh, ow = _out_hw(h, w, kh, kw, strides, padding, dilation)
+    top, left, bottom, right = padding
+    signed = correction is not None
+    fill = tirx.const(SHIFT if signed else 0, "int32")
+
+    def rows_body(b, c, y, x, k):
+        packed = None
+        for t in range(kh):
+            iy = y * strides[0] + t * dilation[0] - top
+            ix = x - left
+            v = data[b, c, tirx.max(tirx.min(iy, h - 1), 0), tirx.max(tirx.min(ix, w - 1), 0), k]
+            v = v.astype("int32") + SHIFT if signed else v.astype("int32")
+            v = tirx.if_then_else(tirx.all(iy >= 0, iy < h, ix >= 0, ix < w), v, fill)
+            v = v if t == 0 else v << 8 * t
+            packed = v if packed is None else packed | v
+        return packed
+
+    rows = te.compute((n, cb, oh, w + left + right, ci), rows_body, name=QDW_ROWS_BLOCK)
+    rw = te.reduce_axis((0, kw), name="rw")
+
+    def body(b, c, y, x, k):
+        a = rows[b, c, y, x * strides[1] + rw * dilation[1], k]
+        dot = _dw_dot(a, weight[c, rw, k, 0], 0) + _dw_dot(a, weight[c, rw, k, 1], 1) \
+            + _dw_dot(a, weight[c, rw, k, 2], 2) + _dw_dot(a, weight[c, rw, k, 3], 3)
+        return te.sum(dot, axis=[rw])
+
+    acc = te.compute((n, cb, oh, ow, ci), body, name=QDW_BLOCK)
+    if correction is None:
+        return acc
+    return te.compute(acc.shape, lambda b, o, y, x, c: acc[b, o, y, x, c] - correction[0, o, 0, 0, c],
+                      name="qconv_unshift")
+
+
 # --- schedule ------------------------------------------------------------------------------------
 
 def find_qconv_block(sch: s_tir.Schedule):
@@ -226,6 +336,8 @@ def schedule_int8_conv_func(sch: s_tir.Schedule) -> str:
     conv = find_qconv_block(sch)
     if conv is None:
         raise ValueError("no unique int8 conv block")
+    if block_name(sch, conv).startswith(QDW_BLOCK):
+        return _schedule_int8_depthwise(sch, conv)
     conv, epilogue, pads, out_shape, reduce_extents = conv_with_epilogue(sch, conv, QPAD_BLOCK, "int8 conv")
     _, ocb, _, ow, _ = out_shape
     tile = choose_tile(ocb, ow, False)
@@ -263,3 +375,47 @@ def schedule_int8_conv_func(sch: s_tir.Schedule) -> str:
     for pad in pads:
         schedule_elementwise(sch, pad)
     return "conv_int8"
+
+
+def _schedule_int8_depthwise(sch: s_tir.Schedule, conv) -> str:
+    """VNNI depthwise: (n, row, channel block) in parallel; per row the rows stage is built
+    (vectorised over the 16 channels) and the row is walked in tiles of `ow_tile` columns whose
+    accumulators stay in registers, one vpdpbusd per kernel column and output column; the
+    requantize epilogue is inlined into the tile's write-back. Returns "depthwise" (a hand
+    schedule for the report, like the fp32 one)."""
+    conv, epilogue, rows, out_shape, reduce_extents = conv_with_epilogue(sch, conv, QDW_ROWS_BLOCK,
+                                                                         "int8 depthwise")
+    _, ocb, _, ow, _ = out_shape
+    if len(rows) != 1 or reduce_extents[0] < 2:
+        raise ValueError(f"unexpected int8 depthwise stages: {len(rows)} rows stages, kw {reduce_extents}")
+    tile = choose_tile(ocb, ow, True)
+    n, ob, oh, ow_l, oi = sch.get_loops(epilogue)
+    ow_o, ow_i = sch.split(ow_l, [None, tile.ow_tile])
+    outer = (n, oh, ob)
+    sch.reorder(*outer, ow_o, ow_i, oi)
+    sch.compute_at(conv, ow_o)
+    sch.set_scope(conv, 0, "local")
+    inner = sch.get_loops(conv)[4:]
+    expected = ([tile.ow_tile] if tile.ow_tile > 1 else []) + [BLOCK, reduce_extents[0]]
+    got = [int(sch.get(lp).extent) for lp in inner]
+    if got != expected:
+        raise ValueError(f"unexpected int8 depthwise tile loops {got}, wanted {expected}")
+    *cols, oi_c, rw = inner
+    sch.reorder(rw, *cols, oi_c)
+    for lp in cols:
+        sch.unroll(lp)
+
+    e_loops = sch.get_loops(epilogue)[-2:]
+    sch.vectorize(e_loops[-1])
+    if int(sch.get(e_loops[0]).extent) > 1:
+        sch.unroll(e_loops[0])
+    fused = sch.fuse(*outer)
+    sch.parallel(fused)
+    sch.compute_at(rows[0], fused)
+    r_loops = sch.get_loops(rows[0])
+    sch.vectorize(r_loops[-1])
+    init = sch.decompose_reduction(conv, rw)
+    sch.vectorize(sch.get_loops(init)[-1])
+    register_vnni_intrin()
+    sch.tensorize(oi_c, DW_VNNI_INTRIN)
+    return "depthwise"

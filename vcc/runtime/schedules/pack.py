@@ -23,8 +23,12 @@ from vcc.errors import VccError
 
 from .conv_compute import BLOCK
 from .int8_conv import (
+    DW_TAPS,
+    dw_signed_correction,
+    pack_dw_weight,
     pack_int8_weight,
     qconv2d_depthwise,
+    qconv2d_depthwise_vnni,
     qconv2d_packed,
     qconv2d_packed_signed,
     signed_correction,
@@ -252,9 +256,17 @@ def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
     w = _const_np(weight)
     if w.dtype == np.int8 and dshape is not None and len(dshape) == 4 \
             and int(a.groups) == dshape[1] == w.shape[0] and dshape[1] % BLOCK == 0:
-        y = p.bb.call_te(qconv2d_depthwise, p.packed(data), relax.const(_pack_weight(w, "depthwise")),
-                         strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
-                         dilation=[int(v) for v in a.dilation], primfunc_name_hint="dwconv2d_nchwc")
+        common = dict(strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
+                      dilation=[int(v) for v in a.dilation])
+        if w.shape[2] <= DW_TAPS and w.shape[3] > 1:  # VNNI: the kernel rows in one int32 lane
+            corr = relax.const(dw_signed_correction(w)) if signed else None
+            y = p.bb.call_te(qconv2d_depthwise_vnni, p.packed(data), relax.const(pack_dw_weight(w)),
+                             corr, kernel_rows=int(w.shape[2]), primfunc_name_hint="qconv2d_nchwc_dw",
+                             **common)
+            p.count("conv_int8_depthwise_vnni")
+        else:
+            y = p.bb.call_te(qconv2d_depthwise, p.packed(data), relax.const(_pack_weight(w, "depthwise")),
+                             primfunc_name_hint="dwconv2d_nchwc", **common)
         p.count("conv_int8_depthwise")
         return Value(y, PACKED)
     if int(a.groups) != 1 or w.dtype != np.int8 or dshape is None or len(dshape) != 4 \
@@ -382,17 +394,39 @@ def _transpose_phases(size_in: int, kernel: int, stride: int, pad_begin: int,
     return phases
 
 
+PHASE_INTERLEAVE = "phase_interleave"
+
+
+def interleave_phases(phases: list[te.Tensor], sy: int, sx: int) -> te.Tensor:
+    """Phase outputs (N, C/16, qy, qx, 16), row-major over (ry, rx) -> (N, C/16, qy*sy, qx*sx, 16)
+    with out[sy*q + ry, sx*u + rx] = phase (ry, rx)[q, u]: one compute whose select on the phase
+    is the same for the 16 channels of a vector (a branch per output pixel, no gather), so the
+    requantize epilogue fuses into it and the phases are read once."""
+    n, cb, qy, qx, ci = (int(v) for v in phases[0].shape)
+
+    def body(b, c, y, x, k):
+        q, ry, u, rx = y // sy, y % sy, x // sx, x % sx
+
+        def pick(row: int, col: int):
+            if col == sx - 1:
+                return phases[row * sx + col][b, c, q, u, k]
+            return tirx.if_then_else(rx == col, phases[row * sx + col][b, c, q, u, k], pick(row, col + 1))
+
+        def pick_row(row: int):
+            return pick(row, 0) if row == sy - 1 else tirx.if_then_else(ry == row, pick(row, 0), pick_row(row + 1))
+
+        return pick_row(0)
+
+    return te.compute((n, cb, qy * sy, qx * sx, ci), body, name=PHASE_INTERLEAVE)
+
+
 def _interleave(p: Packer, phases: list[list[relax.Expr]], n: int, cb: int, qy: int, qx: int,
                 sy: int, sx: int) -> relax.Var:
     """Phase outputs phases[ry][rx] (N, C/16, qy, qx, 16) -> (N, C/16, qy*sy, qx*sx, 16) with
-    out[sy*q + ry, sx*u + rx] = phases[ry][rx][q, u]."""
-    row_parts = []
-    for row_phases in phases:
-        col_parts = [p.bb.emit(R.reshape(y, (n, cb, qy, qx, 1, BLOCK))) for y in row_phases]
-        row = p.bb.emit(R.concat(col_parts, axis=4))
-        row_parts.append(p.bb.emit(R.reshape(row, (n, cb, qy, 1, qx * sx, BLOCK))))
-    return p.bb.emit(R.reshape(p.bb.emit(R.concat(row_parts, axis=3)),
-                               (n, cb, qy * sy, qx * sx, BLOCK)))
+    out[sy*q + ry, sx*u + rx] = phases[ry][rx][q, u] (`interleave_phases`)."""
+    flat = [y for row in phases for y in row]
+    p.count("phase_interleave")
+    return p.bb.emit(p.bb.call_te(interleave_phases, flat, sy, sx, primfunc_name_hint=PHASE_INTERLEAVE))
 
 
 def _phase_weight(w: np.ndarray, ry: _Phase, rx: _Phase) -> np.ndarray:
