@@ -96,7 +96,7 @@ class QdqPredictor:
             "dtype": dtype, "inputs": [io(g.inputs[0])], "outputs": [io(g.outputs[0])],
             "preprocess": pre.to_dict(), "source_model": {"file": model.name, "sha256": sha256_file(model)},
             "nodes": [{"name": n.name, "op": n.op, "block": "arm" if "arm" in n.name else None} for n in g.nodes],
-            "quantization": {"fallback": [], "int8_nodes": list(qm.plan.nodes)},
+            "quantization": {"fallback": [], "output_fp32": True, "int8_nodes": list(qm.plan.nodes)},
         }
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -410,6 +410,8 @@ def test_build_eval_writes_the_report_into_the_artifact(int8_build, data):
     assert manifest["quantization"]["block_rules"] is True
     ruled = [why for why in manifest["quantization"]["fp32_nodes"].values() if why.startswith("block rule: arm:")]
     assert len(ruled) == 2
+    assert manifest["quantization"]["output_fp32"] is True
+    assert sum(why.startswith("writes the model output") for why in manifest["quantization"]["fp32_nodes"].values()) == 1
     tensors = json.loads((out / "calibration.json").read_text())["tensors"]
     named = {t["block"] for t in tensors} - {None}
     assert named and named <= {b["name"] for b in manifest["blocks"]}

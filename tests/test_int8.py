@@ -21,6 +21,7 @@ from vcc.passes import PassManager, default_fp32_pipeline
 from vcc.passes.quantize import (
     TensorQuant,
     insert_qdq,
+    output_writers,
     plan_quantization,
     quantize_weights_per_channel,
     resolve_group_quant,
@@ -42,8 +43,13 @@ def test_plan_quantizes_convs_and_shares_concat_scales(bisenet):
     _, g = bisenet
     plan = plan_quantization(g)
     convs = [n for n in g.nodes if n.op == "Conv"]
-    skipped = {n.name for n in convs if n.name not in plan.nodes}
-    # exactly the convs on a 1x1 map (ARM / FFM attention vectors, global context) stay fp32
+    # the logits conv (-> Resize -> output) stays fp32 by the output rule
+    (head,) = output_writers(g)
+    assert plan.skipped[head].startswith("writes the model output")
+    assert g.consumers()[g.node(head).outputs[0]][0].op == "Resize"
+    assert head in plan_quantization(g, output_fp32=False).nodes
+    skipped = {n.name for n in convs if n.name not in plan.nodes} - {head}
+    # and exactly the convs on a 1x1 map (ARM / FFM attention vectors, global context)
     assert skipped == {n.name for n in convs if np.prod(g.shape(n.outputs[0])[2:]) == 1}
     assert len(skipped) == 5
     # the ARM / FFM gates by block rule, the global-context conv (in no block) by the 1x1-map rule
@@ -54,7 +60,8 @@ def test_plan_quantizes_convs_and_shares_concat_scales(bisenet):
     # --no-block-rules quantizes the gates like any conv; --quantize-attention the rest too
     plain = plan_quantization(g, block_rules=False)
     assert set(plain.nodes) == set(plan.nodes) | (skipped & in_blocks)
-    assert set(plan_quantization(g, block_rules=False, attention_fp32=False).nodes) == set(plan.nodes) | skipped
+    assert set(plan_quantization(g, block_rules=False, attention_fp32=False, output_fp32=False).nodes) == \
+        set(plan.nodes) | skipped | {head}
     assert g.inputs[0] in plan.tensors and g.outputs[0] not in plan.tensors
     concat = next(n for n in g.nodes if n.op == "Concat")
     groups = {plan.groups[t] for t in concat.inputs + concat.outputs if t in plan.groups}
@@ -63,6 +70,34 @@ def test_plan_quantizes_convs_and_shares_concat_scales(bisenet):
         plan_quantization(g, fallback=["nope"])
     fb = plan_quantization(g, fallback=[plan.nodes[0]])
     assert plan.nodes[0] not in fb.nodes and fb.skipped[plan.nodes[0]] == "--fallback"
+
+
+class _TwoHeads(torch.nn.Module):
+    """Logits through upsample + softmax, an auxiliary output through a residual Add."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.cls = torch.nn.Conv2d(8, 4, 1)
+        self.aux = torch.nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        f = torch.relu(self.body(x))
+        logits = torch.softmax(torch.nn.functional.interpolate(self.cls(f), scale_factor=2.0, mode="bilinear"), 1)
+        return logits, self.aux(f) + f
+
+
+def test_output_writers_follow_non_compute_ops_only(tmp_path):
+    path = tmp_path / "two_heads.onnx"
+    export_torch(seeded(_TwoHeads()), (1, 3, 16, 16), path)
+    g = PassManager(default_fp32_pipeline()).run(load_model(path))
+    convs = {n.name: n for n in g.nodes if n.op == "Conv"}
+    cls = next(k for k, n in convs.items() if g.shape(n.outputs[0])[1] == 4)
+    # the classes conv reaches an output through Resize and Softmax; the aux conv only through an
+    # Add (a computation: its output is not the conv's own) and the body conv through convs
+    assert output_writers(g) == {cls}
+    plan = plan_quantization(g)
+    assert cls not in plan.nodes and len(plan.nodes) == 2
 
 
 def test_weights_per_channel_symmetric():
@@ -255,7 +290,7 @@ def test_maxpool_runs_on_the_integers(tmp_path, monkeypatch):
     path = tmp_path / "pool.onnx"
     export_torch(seeded(_ConvPoolConv()), (1, 3, 32, 32), path)
     g = PassManager(default_fp32_pipeline()).run(load_model(path))
-    plan = plan_quantization(g)
+    plan = plan_quantization(g, output_fp32=False)  # the head conv int8 too
     pool_in = next(n.inputs[0] for n in g.nodes if n.op == "MaxPool")
     assert pool_in in plan.tensors
     quant = {t: TensorQuant.from_threshold(3.0 if t != g.inputs[0] else 2.5, t != g.inputs[0])
@@ -305,7 +340,7 @@ def test_shared_scale_concat_runs_on_the_integers(tmp_path, monkeypatch):
     path = tmp_path / "cat.onnx"
     export_torch(seeded(_Fusion()), (1, 3, 24, 24), path)
     g = PassManager(default_fp32_pipeline()).run(load_model(path))
-    plan = plan_quantization(g)
+    plan = plan_quantization(g, output_fp32=False)  # the head conv int8 too
     thresholds = {t: 1.0 + k for k, t in enumerate(plan.tensors)}
     quant = resolve_group_quant(plan, thresholds, {t: t != g.inputs[0] for t in plan.tensors})
     qg = insert_qdq(g, plan, quant)

@@ -41,6 +41,7 @@ class BuildConfig:
     fallback: tuple[str, ...] = ()
     attention_fp32: bool = True
     block_rules: bool = True
+    output_fp32: bool = True
     emit_qdq: Path | None = None
     # --eval: accuracy report (accuracy.json / .html in the artifact) on photos not used for
     # calibration: a folder of photos, or a labelled dataset as NAME:DIR (voc:photos/)
@@ -144,6 +145,7 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
                                     "fallback": list(cfg.fallback),
                                     "attention_fp32": cfg.attention_fp32,
                                     "block_rules": cfg.block_rules,
+                                    "output_fp32": cfg.output_fp32,
                                     "fp32_nodes": calibration.document["summary"]["fp32_nodes"],
                                     "int8_nodes": [n["name"] for n in manifest["nodes"] if n["precision"] == "int8"]}
         manifest["calibration"] = {"method": cfg.calib_method, "file": "calibration.json",
@@ -200,7 +202,8 @@ def _quantize_int8(cfg: BuildConfig, graph: Graph, pre, timer: StageTimer, progr
     if cfg.calib is None:
         raise VccError("--dtype int8 needs calibration data: --calib DIR (photos or .npy tensors)")
     with timer.stage("calibrate"):
-        plan = plan_quantization(graph, cfg.fallback, cfg.attention_fp32, block_rules=cfg.block_rules)
+        plan = plan_quantization(graph, cfg.fallback, cfg.attention_fp32, block_rules=cfg.block_rules,
+                                 output_fp32=cfg.output_fp32)
         source = calibration_source(cfg.calib, graph.shape(graph.inputs[0]), pre, cfg.num_calib)
         settings = CalibrationSettings(cfg.calib_method, cfg.percentile, cfg.num_calib)
         calibration = calibrate(graph, plan, source, sha256_file(cfg.model), pre.to_dict(), settings,

@@ -64,6 +64,7 @@ def build(
     emit_qdq: Annotated[Path | None, typer.Option(help="int8: also write the quantized model as QDQ ONNX (runs in ONNX Runtime).")] = None,
     attention_fp32: Annotated[bool, typer.Option("--attention-fp32/--quantize-attention", help="int8: keep convs on 1x1 maps (attention / pooling branches) outside recognised blocks in fp32 (default).")] = True,
     block_rules: Annotated[bool, typer.Option("--block-rules/--no-block-rules", help="int8: apply the quantization rules of recognised blocks (ARM / FFM attention vectors and ASPP / PPM pooling branches in fp32; default). --no-block-rules quantizes block members like any node.")] = True,
+    output_fp32: Annotated[bool, typer.Option("--output-fp32/--quantize-output", help="int8: keep the convs that write the model output (the logits) in fp32 (default; a fraction of a percent of the MACs, and the last rounding before the argmax). --quantize-output quantizes them too.")] = True,
     eval_images: Annotated[str | None, typer.Option("--eval", help="Write accuracy.json / accuracy.html into the artifact: the build vs fp32 on these photos (DIR, or a labelled dataset NAME:DIR), leaving out those used for calibration.")] = None,
 ) -> None:
     """Compile MODEL into a TVM artifact (a library + manifest.json) for this CPU.
@@ -82,7 +83,7 @@ def build(
                       mcpu=mcpu, num_cores=num_cores, dump_ir=dump_ir, schedules=schedules,
                       calib=calib, calib_method=calib_method, percentile=percentile, num_calib=num_calib,
                       calib_cache=calib_cache, emit_qdq=emit_qdq, attention_fp32=attention_fp32, block_rules=block_rules,
-                      eval_images=eval_images,
+                      output_fp32=output_fp32, eval_images=eval_images,
                       fallback=tuple(f.strip() for f in fallback.split(",") if f.strip()) if fallback else ())
     result = run_build(cfg, progress=_echo)
     total = sum(result.stage_seconds.values())

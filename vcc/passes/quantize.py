@@ -17,6 +17,13 @@ The scheme (TensorRT-style symmetric, chosen for the VNNI u8 x s8 dot product):
   SQNR 43.9 vs 36.3 dB); the gated product is quantized once, where the next int8 conv reads it.
   Outside recognised blocks the same holds for any conv on a 1x1 map (`attention_fp32`: SE gates
   and pooling branches no pattern describes);
+- the convs that write the model's output (logits, reached through resizes, reshapes, softmax and
+  the like only) stay fp32 (`output_fp32`): their output channels are the classes, so their
+  cost is a fraction of a percent of the MACs, and quantizing their input is the last rounding and
+  clipping before the argmax. On the trained DeepLabV3-MobileNetV2 it was the largest single
+  loss: argmax agreement with fp32 96.28% -> 96.70% on 240 non-calibration photos, SQNR 16.7 ->
+  18.2 dB (the tensor it reads has a long tail that 50 calibration photos under-estimate: max
+  8.4 in calibration, 13.6 on other photos);
 - a fused activation (Relu, Clip, LeakyRelu, PRelu) after a quantized node is part of it;
 - Q/DQ sit on the inputs of int8 nodes only (an output is quantized where an int8 reader needs it);
 - ConvTranspose is int8 like Conv (its schedule runs it as s*s stride-1 VNNI phase convs); on
@@ -41,6 +48,9 @@ from vcc.errors import VccError
 QUANTIZABLE = ("Conv", "ConvTranspose", "MatMul")
 FUSED_ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "PRelu")
 PASS_THROUGH = ("MaxPool", "Reshape", "Transpose", "GlobalMaxPool")  # + nearest Resize, Concat
+# ops between the logits conv and the model output that compute nothing a conv would (output_fp32)
+TO_OUTPUT = ("Resize", "Identity", "Reshape", "Transpose", "Softmax", "LogSoftmax", "Sigmoid", "ArgMax",
+             "Cast", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", *FUSED_ACTIVATIONS)
 INT8_MAX, UINT8_MAX = 127, 255
 
 
@@ -96,12 +106,34 @@ def _weight_operand(g: Graph, n: Node) -> int | None:
 ATTENTION_BLOCKS = ("arm", "ffm", "aspp", "ppm")  # blocks whose 1x1-map branches stay fp32
 
 
+def output_writers(g: Graph) -> set[str]:
+    """Quantizable nodes whose output reaches a graph output through TO_OUTPUT ops only (the
+    convs that write the logits)."""
+    consumers = g.consumers()
+    out = set()
+    for n in g.nodes:
+        if n.op not in QUANTIZABLE:
+            continue
+        todo, seen = [n.outputs[0]], set()
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            if t in g.outputs:
+                out.add(n.name)
+                break
+            todo += [o for c in consumers.get(t, []) if c.op in TO_OUTPUT for o in c.outputs]
+    return out
+
+
 def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bool = True,
                       quantize_outputs: bool = False, quantize_conv_transpose: bool = True,
-                      block_rules: bool = True) -> QuantPlan:
+                      block_rules: bool = True, output_fp32: bool = True) -> QuantPlan:
     """Choose the quantized nodes and tensors. `block_rules=False` quantizes the members of
     recognised blocks like any other node, `attention_fp32=False` also quantizes the convs on
-    1x1 maps outside blocks, `quantize_outputs=True` also every quantized node's output, and
+    1x1 maps outside blocks, `output_fp32=False` also the convs that write the model output,
+    `quantize_outputs=True` also every quantized node's output, and
     `quantize_conv_transpose=False` keeps the transposed convs fp32 (for measuring what each rule
     is worth)."""
     fallback = set(fallback)
@@ -112,6 +144,7 @@ def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bo
                        f"(node names are listed by `vcc inspect MODEL`)")
     consumers = g.consumers()
     attention_block = {n: b for b in g.blocks if b.kind in ATTENTION_BLOCKS for n in b.nodes}
+    writers = output_writers(g) if output_fp32 else set()
     nodes, skipped = [], {}
     inputs_q: list[str] = []
     outputs_q: list[str] = []
@@ -123,6 +156,9 @@ def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bo
             continue
         if _weight_operand(g, n) is None:
             skipped[n.name] = "no constant weight"
+            continue
+        if n.name in writers:
+            skipped[n.name] = "writes the model output (logits): fp32"
             continue
         out_shape = g.shape(n.outputs[0])
         on_1x1 = n.op in ("Conv", "ConvTranspose") and out_shape[2] * out_shape[3] == 1

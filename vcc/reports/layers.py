@@ -134,7 +134,8 @@ def rebuild_quantized_model(model: str | os.PathLike, manifest: dict, calibratio
     graph = load_model(model, tuple(manifest["inputs"][0]["shape"]))
     graph = PassManager(default_fp32_pipeline()).run(graph)
     plan = plan_quantization(graph, quantization.get("fallback", []), quantization.get("attention_fp32", True),
-                             block_rules=quantization.get("block_rules", True))
+                             block_rules=quantization.get("block_rules", True),
+                             output_fp32=quantization.get("output_fp32", False))  # absent: built before the rule
     expected = quantization.get("int8_nodes")
     if expected is not None and set(expected) != set(plan.nodes):
         diff = sorted(set(expected) ^ set(plan.nodes))
