@@ -185,7 +185,8 @@ def qdepthwise(bb, xq, c, kh, kw, stride, dilation, out_dtype):
 @pytest.mark.parametrize("c,hw,k,stride,dilation", [
     ((32, (11, 19), (3, 3), 1, 1)), ((48, (12, 20), (3, 3), 2, 1)), ((16, (9, 9), (3, 3), 1, 2)),
     ((32, (10, 13), (2, 3), 1, 1)), ((16, (13, 7), (4, 4), 2, 1)), ((32, (8, 24), (3, 5), 1, 1)),
-    ((16, (9, 11), (5, 5), 1, 1)), ((16, (8, 8), (3, 1), 1, 1))])
+    ((16, (9, 11), (5, 5), 1, 1)), ((16, (8, 8), (3, 1), 1, 1)),
+    ((64, (6, 10), (3, 3), 1, 1)), ((48, (5, 12), (3, 3), 2, 1))])  # tiles of 2 and 3 channel blocks
 def test_int8_depthwise_vnni_bit_identical(dtype, c, hw, k, stride, dilation):
     """Depthwise int8 convs with up to 4 kernel rows (and more than one column) run on the VNNI
     depthwise (kernel rows packed into the 4 bytes of a lane, rows stage per output row);
@@ -207,6 +208,16 @@ def test_int8_depthwise_vnni_bit_identical(dtype, c, hw, k, stride, dilation):
     assert schedules(report).get("depthwise") == 1, report.table()
     names = [f.name for f in report.functions if f.schedule == "depthwise"]
     assert ("qconv2d_nchwc_dw" in names[0]) == vnni, names
+
+
+def test_dw_tile():
+    from vcc.runtime.schedules.int8_conv import DW_ACCUMULATORS, dw_tile
+
+    assert dw_tile(12, 160) == (16, 1) and dw_tile(4, 10) == (10, 2) and dw_tile(3, 6) == (6, 3)
+    assert dw_tile(60, 10) == (10, 2) and dw_tile(3, 13) == (13, 1)
+    for ocb, ow in [(1, 7), (36, 20), (5, 3), (9, 40)]:
+        cols, blocks = dw_tile(ocb, ow)
+        assert ow % cols == 0 and ocb % blocks == 0 and cols * blocks <= max(DW_ACCUMULATORS, cols)
 
 
 def test_pack_dw_weight_layout():

@@ -377,6 +377,19 @@ def schedule_int8_conv_func(sch: s_tir.Schedule) -> str:
     return "conv_int8"
 
 
+DW_ACCUMULATORS = 20  # zmm accumulators of a depthwise tile (the rest hold input columns)
+
+
+def dw_tile(ocb: int, ow: int) -> tuple[int, int]:
+    """(columns, channel blocks) of an int8 depthwise register tile: the widest divisor of the
+    width up to 16 columns, then as many channel blocks as keep the accumulators within
+    DW_ACCUMULATORS (narrow deep maps: 10 columns x 2 blocks), so each weight vector loaded
+    feeds enough independent dot products."""
+    ow_tile = max(t for t in range(1, min(ow, 16) + 1) if ow % t == 0)
+    ob_tile = max(d for d in range(1, ocb + 1) if ocb % d == 0 and d * ow_tile <= DW_ACCUMULATORS)
+    return ow_tile, ob_tile
+
+
 def _schedule_int8_depthwise(sch: s_tir.Schedule, conv) -> str:
     """VNNI depthwise: (n, row, channel block) in parallel; per row the rows stage is built
     (vectorised over the 16 channels) and the row is walked in tiles of `ow_tile` columns whose
@@ -388,15 +401,17 @@ def _schedule_int8_depthwise(sch: s_tir.Schedule, conv) -> str:
     _, ocb, _, ow, _ = out_shape
     if len(rows) != 1 or reduce_extents[0] < 2:
         raise ValueError(f"unexpected int8 depthwise stages: {len(rows)} rows stages, kw {reduce_extents}")
-    tile = choose_tile(ocb, ow, True)
+    ow_tile, ob_tile = dw_tile(ocb, ow)
     n, ob, oh, ow_l, oi = sch.get_loops(epilogue)
-    ow_o, ow_i = sch.split(ow_l, [None, tile.ow_tile])
-    outer = (n, oh, ob)
-    sch.reorder(*outer, ow_o, ow_i, oi)
+    ob_o, ob_i = sch.split(ob, [None, ob_tile])
+    ow_o, ow_i = sch.split(ow_l, [None, ow_tile])
+    outer = (n, oh, ob_o)
+    sch.reorder(*outer, ow_o, ob_i, ow_i, oi)
     sch.compute_at(conv, ow_o)
     sch.set_scope(conv, 0, "local")
     inner = sch.get_loops(conv)[4:]
-    expected = ([tile.ow_tile] if tile.ow_tile > 1 else []) + [BLOCK, reduce_extents[0]]
+    tiles = [e for e in (ob_tile, ow_tile) if e > 1]
+    expected = tiles + [BLOCK, reduce_extents[0]]
     got = [int(sch.get(lp).extent) for lp in inner]
     if got != expected:
         raise ValueError(f"unexpected int8 depthwise tile loops {got}, wanted {expected}")
@@ -405,10 +420,11 @@ def _schedule_int8_depthwise(sch: s_tir.Schedule, conv) -> str:
     for lp in cols:
         sch.unroll(lp)
 
-    e_loops = sch.get_loops(epilogue)[-2:]
+    e_loops = sch.get_loops(epilogue)[-3:]
     sch.vectorize(e_loops[-1])
-    if int(sch.get(e_loops[0]).extent) > 1:
-        sch.unroll(e_loops[0])
+    for lp in e_loops[:-1]:
+        if int(sch.get(lp).extent) > 1:
+            sch.unroll(lp)
     fused = sch.fuse(*outer)
     sch.parallel(fused)
     sch.compute_at(rows[0], fused)
