@@ -154,6 +154,9 @@ def test_conv_transpose_becomes_phase_convs(cin, cout, k, stride, pad, out_pad):
 
     report = check(graph(body, (1, cin, 8, 8)), (1, cin, 8, 8))
     assert report.layout["conv_transpose_phases"] == stride * stride
+    # the phases go straight into one interleave compute (no reshape / concat gather)
+    assert report.layout["phase_interleave"] == 1
+    assert not any("concatenate" in f.name or "reshape" in f.name for f in report.functions)
     convs = [f for f in report.functions if f.schedule == "conv"]
     assert sum(f.calls for f in convs) == stride * stride and not report.fallbacks
     assert report.macs() == cin * (cout + -cout % 16) * k * k * 8 * 8  # the useful MACs only

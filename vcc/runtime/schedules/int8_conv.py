@@ -263,6 +263,59 @@ def qconv2d_depthwise(data: te.Tensor, weight: te.Tensor, strides, padding, dila
     return te.compute((n, cb, oh, ow, ci), body, name=DWCONV_BLOCK)
 
 
+QCONVT_BLOCK = QCONV_BLOCK + "_t"  # a transposed conv over its interleaved output
+
+
+def linear_offsets(values: list[int]) -> bool:
+    """Whether per-phase offsets are an arithmetic progression (`_pick` needs one)."""
+    return all(values[k] - values[k - 1] == values[1] - values[0] for k in range(2, len(values)))
+
+
+def _pick(r, values: list[int]):
+    """values[r] for a loop-dependent phase r, as values[0] + r * step: an affine index keeps the
+    input region of one output element a single point (tensorize needs that; a select does not)."""
+    dtype = str(r.ty)
+    step = values[1] - values[0] if len(values) > 1 else 0
+    return tirx.const(values[0], dtype) + r * tirx.const(step, dtype)
+
+
+def qconv2d_transpose_packed(data: te.Tensor, weight: te.Tensor, correction: te.Tensor | None,
+                             offsets_y: list[int], offsets_x: list[int], padding,
+                             out_hw) -> te.Tensor:
+    """Stride-s transposed conv straight into its (N, O/16, OH, OW, 16) int32 output.
+
+    Output phase (ry, rx) = (y % sy, x % sx) is a stride-1 conv of the input (`pack.py` derives
+    its taps); here all phases are one reduction: `weight` is (sy, sx, O/16, I/16, TH, TW, 4,
+    16, 4), each phase's packed weight zero-extended to TH x TW taps, and the phase reads input
+    row y // sy + offsets_y[ry] + rh of the input padded by `padding` (the same for all). So the
+    requantize fuses into the write-back and no phase output goes through memory; the VNNI
+    schedule tiles it like any int8 conv. `correction` (int8 data): (sy, sx, O/16, 16) int32.
+    """
+    padding = _ints(padding)
+    sy, sx, ocb, icb, th, tw, ic4, oci, lanes = _ints(weight.shape)
+    n = _ints(data.shape)[0]
+    oh, ow = (int(v) for v in out_hw)
+    pad = _pad_u8(data, padding, correction is not None, ic4 * lanes)
+    rc = te.reduce_axis((0, icb), name="rc")
+    rh = te.reduce_axis((0, th), name="rh")
+    rw = te.reduce_axis((0, tw), name="rw")
+    ro = te.reduce_axis((0, ic4), name="ro")
+    ri = te.reduce_axis((0, lanes), name="ri")
+
+    def body(b, o, y, x, c):
+        ry, rx = y % sy, x % sx
+        a = pad[b, rc, y // sy + _pick(ry, offsets_y) + rh, x // sx + _pick(rx, offsets_x) + rw,
+                ro * lanes + ri]
+        return te.sum(a.astype("int32") * weight[ry, rx, o, rc, rh, rw, ro, c, ri].astype("int32"),
+                      axis=[rc, rh, rw, ro, ri])
+
+    acc = te.compute((n, ocb, oh, ow, oci), body, name=QCONVT_BLOCK)
+    if correction is None:
+        return acc
+    return te.compute(acc.shape, lambda b, o, y, x, c: acc[b, o, y, x, c]
+                      - correction[y % sy, x % sx, o, c], name="qconv_unshift")
+
+
 def pack_dw_weight(w: np.ndarray) -> np.ndarray:
     """Depthwise OIHW int8 (C, 1, KH <= 4, KW), C % 16 == 0 -> (C/16, KW, 16, 4): for each kernel
     column the KH kernel rows of a channel are the 4 bytes of its VNNI lane (zero beyond KH)."""

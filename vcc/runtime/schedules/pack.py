@@ -25,12 +25,14 @@ from .conv_compute import BLOCK
 from .int8_conv import (
     DW_TAPS,
     dw_signed_correction,
+    linear_offsets,
     pack_dw_weight,
     pack_int8_weight,
     qconv2d_depthwise,
     qconv2d_depthwise_vnni,
     qconv2d_packed,
     qconv2d_packed_signed,
+    qconv2d_transpose_packed,
     signed_correction,
 )
 
@@ -434,14 +436,47 @@ def _phase_weight(w: np.ndarray, ry: _Phase, rx: _Phase) -> np.ndarray:
     return np.ascontiguousarray(w[:, :, list(ry.taps), :][:, :, :, list(rx.taps)].transpose(1, 0, 2, 3))
 
 
+def _vnni_conv_transpose(p: Packer, x: relax.Expr, w: np.ndarray, rows: list[_Phase], cols: list[_Phase],
+                         cin_pad: int, signed: bool, in_hw: tuple[int, int],
+                         out_hw: tuple[int, int]) -> relax.Var:
+    """int8 transposed conv (IOHW `w`) as one VNNI conv over the interleaved output
+    (`qconv2d_transpose_packed`): the phase weights zero-extended to the most taps of any phase
+    and stacked, the input padded once for every phase; output channels zero-padded to whole
+    blocks (the caller slices them off)."""
+    th, tw = max(len(r.taps) for r in rows), max(len(c.taps) for c in cols)
+    top, left = max(r.pad_before for r in rows), max(c.pad_before for c in cols)
+    off_y = [top - r.pad_before for r in rows]
+    off_x = [left - c.pad_before for c in cols]
+    qy, qx = out_hw[0] // len(rows), out_hw[1] // len(cols)
+    bottom = max(0, max(qy - 1 + o + th for o in off_y) - top - in_hw[0])
+    right = max(0, max(qx - 1 + o + tw for o in off_x) - left - in_hw[1])
+    packed, corrections = [], []
+    for ry in rows:
+        packed_row, corr_row = [], []
+        for rx in cols:
+            sub = _phase_weight(w, ry, rx)  # (O, I, len(ry.taps), len(rx.taps)), then zero taps
+            sub = np.pad(sub, ((0, -sub.shape[0] % BLOCK), (0, cin_pad), (0, th - sub.shape[2]),
+                               (0, tw - sub.shape[3])))
+            packed_row.append(pack_int8_weight(sub))
+            corr_row.append(signed_correction(sub).reshape(-1, BLOCK))
+        packed.append(np.stack(packed_row))
+        corrections.append(np.stack(corr_row))
+    corr = relax.const(np.stack(corrections)) if signed else None
+    return p.bb.emit(p.bb.call_te(qconv2d_transpose_packed, x, relax.const(np.stack(packed)), corr,
+                                  offsets_y=off_y, offsets_x=off_x, padding=[top, left, bottom, right],
+                                  out_hw=list(out_hw), primfunc_name_hint="qconv2d_nchwc_t"))
+
+
 @rule("relax.nn.conv2d_transpose")
 def _conv2d_transpose(p: Packer, call: relax.Call) -> Value:
     """Stride-s transposed conv -> s*s packed stride-1 convs on the input, interleaved.
 
     TOPI's form convolves a zero-dilated input (s*s times the work); the sub-pixel phases do
-    only the useful multiply-adds and each runs under the conv-tiled schedule (fp32) or as a
-    VNNI int8 conv (u8/s8 data x const s8 weight -> s32: exact, the padding of each phase is
-    the (shifted) zero).
+    only the useful multiply-adds. fp32: each phase runs under the conv-tiled schedule and
+    `interleave_phases` puts them together. int8 (u8/s8 data x const s8 weight -> s32: exact,
+    the padding is the (shifted) zero): one VNNI conv over the interleaved output computes
+    every phase (`qconv2d_transpose_packed`), with its requantize fused; phase offsets that
+    are no arithmetic progression (strides > 2 only) keep TOPI's form.
     """
     a = call.attrs
     data, weight = call.args
@@ -468,14 +503,17 @@ def _conv2d_transpose(p: Packer, call: relax.Call) -> Value:
     n, cb = oshape[0], (cout + cout_pad) // BLOCK
     qy, qx = oshape[2] // sy, oshape[3] // sx
     phases = []
+    if int8 and not (linear_offsets([r.pad_before for r in rows]) and linear_offsets([c.pad_before for c in cols])):
+        return p.keep_plain(call)
     if int8:
         x, cin_pad = _int8_input(p, data, dshape)
-        signed = _dtype(data) == "int8"
-        for ry in rows:
-            phases.append([_vnni_conv(p, x, _phase_weight(w, ry, rx), cin_pad, signed, strides=(1, 1),
-                                      padding=(ry.pad_before, rx.pad_before, ry.pad_after, rx.pad_after),
-                                      dilation=(1, 1)) for rx in cols])
+        y = _vnni_conv_transpose(p, x, w, rows, cols, cin_pad, _dtype(data) == "int8",
+                                 (dshape[2], dshape[3]), (oshape[2], oshape[3]))
         p.count("conv_transpose_int8_phases", len(rows) * len(cols))
+        if not cout_pad:
+            return Value(y, PACKED)
+        p.count("conv_out_padded")
+        return Value(p.unpack(y, cout), PLAIN)
     else:
         w = w.astype(np.float32)
         x = p.plain(data) if form == "plain_input" else p.packed(data)
