@@ -12,6 +12,12 @@ the requantization epilogue (bias, astype, scale, ReLU, round / clip / astype) i
 function, and `schedule_int8_conv_func` tiles it like the fp32 conv (output tile accumulated
 in registers, epilogue inlined into the write-back) with the innermost 16 x 4 tensorized.
 
+Two more forms share the schedule machinery: depthwise convs with up to 4 kernel rows pack the
+kernel rows of a channel into the 4 bytes of a VNNI lane (`qconv2d_depthwise_vnni`, one
+vpdpbusd per kernel column for 16 channels; the report's MACs for it count kernel columns
+only), and stride-s transposed convs compute all their output phases in one conv over the
+interleaved output (`qconv2d_transpose_packed`).
+
 The wheel's `dot_16x4_vnni` does not compile with its LLVM 22 (vpdpbusd now takes 64 x i8
 operands) and its accumulator buffer must be global; `VNNI_LOCAL_INTRIN` is ours.
 """
