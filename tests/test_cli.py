@@ -41,6 +41,9 @@ def test_bisenet_shaped_build_and_compare(bisenet_artifact, bisenet_onnx, data, 
     assert manifest["inputs"][0]["shape"] == [1, 3, 256, 256]
     assert manifest["preprocess"]["mean"] == [0.485, 0.456, 0.406]
     assert manifest["target"]["mtriple"] == "x86_64-linux-gnu"
+    # this CPU (Sapphire Rapids, like CI's) gets full 512-bit vectors outside the intrinsics too
+    assert manifest["target"]["mcpu"] == "sapphirerapids", "the tests expect an AVX-512 / VNNI host"
+    assert manifest["target"]["mattr"] == ["-prefer-256-bit"]
     assert all(n["precision"] == "fp32" for n in manifest["nodes"])
     assert len(manifest["source_model"]["sha256"]) == 64
     proc = cli("compare", bisenet_artifact, "--ref", bisenet_onnx, "--images",

@@ -186,3 +186,10 @@ def test_op_roundtrip_and_tvm(case):
         np.testing.assert_array_equal(out, ref)
     else:
         assert np.abs(out - ref).max() <= 1e-4 * max(1e-6, np.abs(ref).max()), case
+
+
+def test_cpu_target_turns_off_the_256_bit_preference_on_avx512_only():
+    avx512 = cpu_target("sapphirerapids", 2)
+    assert [str(a) for a in avx512.attrs["mattr"]] == ["-prefer-256-bit"]
+    assert int(avx512.attrs["num-cores"]) == 2
+    assert not cpu_target("haswell").attrs.get("mattr", None)

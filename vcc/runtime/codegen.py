@@ -39,17 +39,32 @@ def host_mcpu() -> str:
     return "x86-64"
 
 
+# LLVM cpus with 512-bit vector registers (the ones host_mcpu names, and their kin)
+AVX512_CPUS = frozenset({"sapphirerapids", "emeraldrapids", "graniterapids", "icelake-server", "icelake-client",
+                         "tigerlake", "rocketlake", "cooperlake", "cascadelake", "skylake-avx512", "znver4",
+                         "znver5"})
+
+
 def cpu_target(mcpu: str | None = None, num_cores: int | None = None) -> tvm.target.Target:
+    """The LLVM target for this CPU. On AVX-512 cpus the tuning flag `prefer-256-bit` is turned
+    off: LLVM's Sapphire Rapids tuning otherwise splits every 16-lane float / int32 operation that
+    is not an intrinsic into two 256-bit halves, and the schedules' vectors are 16 lanes. Measured
+    on the int8 U-Net-MobileNetV2 (2 threads, alternating runs): 13.3 -> 10.9 ms, the int8 requantize
+    epilogues and depthwise convs a third faster; fp32 builds unchanged."""
     if platform.machine() not in ("x86_64", "AMD64"):
         raise VccError(f"vcc targets x86-64 CPUs; this machine is {platform.machine()}")
-    spec = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu or host_mcpu(),
+    mcpu = mcpu or host_mcpu()
+    spec = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu,
             "num-cores": int(num_cores or os.cpu_count() or 1)}
+    if mcpu in AVX512_CPUS:
+        spec["mattr"] = ["-prefer-256-bit"]
     return tvm.target.Target(spec)
 
 
 def target_description(target: tvm.target.Target) -> dict:
     return {"kind": str(target.kind.name), "mtriple": str(target.attrs.get("mtriple", "")),
-            "mcpu": str(target.attrs.get("mcpu", "")), "num-cores": int(target.attrs.get("num-cores", 0))}
+            "mcpu": str(target.attrs.get("mcpu", "")), "mattr": [str(a) for a in target.attrs.get("mattr", None) or []],
+            "num-cores": int(target.attrs.get("num-cores", 0))}
 
 
 def compile_relax(mod: tvm.IRModule, target: tvm.target.Target) -> relax.VMExecutable:
