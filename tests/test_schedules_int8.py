@@ -208,6 +208,10 @@ def test_int8_depthwise_vnni_bit_identical(dtype, c, hw, k, stride, dilation):
     assert schedules(report).get("depthwise") == 1, report.table()
     names = [f.name for f in report.functions if f.schedule == "depthwise"]
     assert ("qconv2d_nchwc_dw" in names[0]) == vnni, names
+    # the MAC count includes the kernel rows the VNNI form packs into its lanes
+    (dw,) = [f for f in report.functions if f.schedule == "depthwise"]
+    oh, ow = ((n - 1) // stride + 1 for n in hw)
+    assert dw.macs == c * oh * ow * k[0] * k[1], (dw.macs, report.table())
 
 
 def test_dw_tile():

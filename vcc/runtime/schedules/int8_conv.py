@@ -38,7 +38,15 @@ from .tir_util import (
 
 QCONV_BLOCK = "qconv2d_nchwc"
 QPAD_BLOCK = "qconv_pad"
-QDW_BLOCK = QCONV_BLOCK + "_dw"  # the VNNI depthwise conv (found by find_qconv_block too)
+QDW_BLOCK = QCONV_BLOCK + "_dw"  # the VNNI depthwise conv (found by find_qconv_block too),
+# named QDW_BLOCK + its kernel rows ("qconv_dw3"): the rows ride in the lanes, not in a loop, and
+# the MAC count (pipeline.conv_macs) reads them from the name
+
+
+def dw_lane_taps(block: str) -> int:
+    """Kernel rows packed into each lane by a VNNI depthwise block named `block` (1 otherwise)."""
+    rest = block[len(QDW_BLOCK):] if block.startswith(QDW_BLOCK) else ""
+    return int(rest) if rest.isdigit() else 1
 QDW_ROWS_BLOCK = "qdw_rows"
 DW_TAPS = 4  # kernel rows packed into the 4 bytes of one int32 lane
 LANES = 4  # input channels per VNNI dot product
@@ -376,7 +384,7 @@ def qconv2d_depthwise_vnni(data: te.Tensor, weight: te.Tensor, correction: te.Te
             + _dw_dot(a, weight[c, rw, k, 2], 2) + _dw_dot(a, weight[c, rw, k, 3], 3)
         return te.sum(dot, axis=[rw])
 
-    acc = te.compute((n, cb, oh, ow, ci), body, name=QDW_BLOCK)
+    acc = te.compute((n, cb, oh, ow, ci), body, name=f"{QDW_BLOCK}{kh}")
     if correction is None:
         return acc
     return te.compute(acc.shape, lambda b, o, y, x, c: acc[b, o, y, x, c] - correction[0, o, 0, 0, c],

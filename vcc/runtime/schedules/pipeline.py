@@ -28,7 +28,7 @@ from vcc.errors import VccError
 from .conv_compute import legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
 from .generic_schedule import schedule_generic_func
-from .int8_conv import find_qconv_block, has_vnni, schedule_int8_conv_func
+from .int8_conv import dw_lane_taps, find_qconv_block, has_vnni, schedule_int8_conv_func
 from .pack import pack_channels, relax_entries
 from .report import FuncRecord, ScheduleReport
 from .resize_compute import legalize_resize2d
@@ -96,8 +96,9 @@ def conv_macs(func: tirx.PrimFunc, name: str = "") -> int:
     for block in top_blocks(sch):
         if not any(int(iv.iter_type) != 0 for iv in sch.get(block).iter_vars):
             continue
-        if "conv" in block_name(sch, block) or "conv" in name:
-            total += math.prod(loop_extents(sch, block))
+        bname = block_name(sch, block)
+        if "conv" in bname or "conv" in name:
+            total += math.prod(loop_extents(sch, block)) * dw_lane_taps(bname)
     return total
 
 
