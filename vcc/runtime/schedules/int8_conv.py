@@ -14,8 +14,8 @@ in registers, epilogue inlined into the write-back) with the innermost 16 x 4 te
 
 Two more forms share the schedule machinery: depthwise convs with up to 4 kernel rows pack the
 kernel rows of a channel into the 4 bytes of a VNNI lane (`qconv2d_depthwise_vnni`, one
-vpdpbusd per kernel column for 16 channels; the report's MACs for it count kernel columns
-only), and stride-s transposed convs compute all their output phases in one conv over the
+vpdpbusd per kernel column for 16 channels; its block is named for its kernel rows so the
+report's MAC count includes them, `dw_lane_taps`), and stride-s transposed convs compute all their output phases in one conv over the
 interleaved output (`qconv2d_transpose_packed`).
 
 The wheel's `dot_16x4_vnni` does not compile with its LLVM 22 (vpdpbusd now takes 64 x i8
