@@ -68,8 +68,8 @@ def prepare_subject(name: str, data: Path, work: Path,
                     num_calib: int) -> tuple[object, Path, list[Path], list, Path, list]:
     """Export the trained subject `name` and split the person photos: (the subject, fp32 ONNX,
     the `num_calib` calibration photos, the last HELDOUT pairs, a folder linking exactly those
-    photos, the training pairs not used for calibration). The photos are chosen from the training split by vcc's own rule (evenly over the
-    sorted names) and the folder holds nothing else, so vcc and ONNX Runtime calibrate on the
+    photos, the training pairs not used for calibration). The photos are chosen from the
+    training split by vcc's own rule (evenly over the sorted names) and the folder holds nothing else, so vcc and ONNX Runtime calibrate on the
     same images: on deeplabv3_mobilenet, two different 50-photo subsets (11 in common) moved the
     head's observed maximum from 8.4 to 10.7 and the agreement by more than vcc and ORT differ."""
     from trained_subjects import person_pairs, trained_subject
@@ -85,7 +85,8 @@ def prepare_subject(name: str, data: Path, work: Path,
     calib_dir.mkdir(exist_ok=True)
     for img in photos:
         (calib_dir / img.name).symlink_to(img)
-    unused = [(img, m) for img, m in train if img not in set(photos)]
+    chosen = set(photos)
+    unused = [(img, m) for img, m in train if img not in chosen]
     return subject, fp32, photos, heldout, calib_dir, unused
 
 
@@ -127,9 +128,8 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
     pre: Preprocess = pred.preprocess
     xs, labels, ref = heldout_set(heldout, pre, fp32, threads)
     if wide:
-        fp32_sess = OrtSession(fp32, threads=threads)
-        wide_xs = xs + [load_image(img, pre) for img, _ in unused]
-        wide_ref = ref + [fp32_sess.run(x)[0] for x in wide_xs[len(xs):]]
+        unused_xs, _, unused_ref = heldout_set(unused, pre, fp32, threads)
+        wide_xs, wide_ref = xs + unused_xs, ref + unused_ref
     runners = {"vcc int8 (artifact)": pred,
                "vcc int8 (QDQ simulation)": lambda x, s=OrtSession(qdq, threads=threads, optimize=False): s.run(x)[0]}
     calib_inputs = [load_image(img, pre) for img in photos]

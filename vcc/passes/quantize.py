@@ -106,10 +106,10 @@ def _weight_operand(g: Graph, n: Node) -> int | None:
 ATTENTION_BLOCKS = ("arm", "ffm", "aspp", "ppm")  # blocks whose 1x1-map branches stay fp32
 
 
-def output_writers(g: Graph) -> set[str]:
+def output_writers(g: Graph, consumers: Mapping[str, list[Node]] | None = None) -> set[str]:
     """Quantizable nodes whose output reaches a graph output through TO_OUTPUT ops only (the
     convs that write the logits)."""
-    consumers = g.consumers()
+    consumers = g.consumers() if consumers is None else consumers
     out = set()
     for n in g.nodes:
         if n.op not in QUANTIZABLE:
@@ -144,7 +144,7 @@ def plan_quantization(g: Graph, fallback: Iterable[str] = (), attention_fp32: bo
                        f"(node names are listed by `vcc inspect MODEL`)")
     consumers = g.consumers()
     attention_block = {n: b for b in g.blocks if b.kind in ATTENTION_BLOCKS for n in b.nodes}
-    writers = output_writers(g) if output_fp32 else set()
+    writers = output_writers(g, consumers) if output_fp32 else set()
     nodes, skipped = [], {}
     inputs_q: list[str] = []
     outputs_q: list[str] = []

@@ -15,8 +15,8 @@ in registers, epilogue inlined into the write-back) with the innermost 16 x 4 te
 Two more forms share the schedule machinery: depthwise convs with up to 4 kernel rows pack the
 kernel rows of a channel into the 4 bytes of a VNNI lane (`qconv2d_depthwise_vnni`, one
 vpdpbusd per kernel column for 16 channels; its block is named for its kernel rows so the
-report's MAC count includes them, `dw_lane_taps`), and stride-s transposed convs compute all their output phases in one conv over the
-interleaved output (`qconv2d_transpose_packed`).
+report's MAC count includes them, `dw_lane_taps`), and stride-s transposed convs compute all
+their output phases in one conv over the interleaved output (`qconv2d_transpose_packed`).
 
 The wheel's `dot_16x4_vnni` does not compile with its LLVM 22 (vpdpbusd now takes 64 x i8
 operands) and its accumulator buffer must be global; `VNNI_LOCAL_INTRIN` is ours.
@@ -39,20 +39,20 @@ from .tir_util import (
 QCONV_BLOCK = "qconv2d_nchwc"
 QPAD_BLOCK = "qconv_pad"
 QDW_BLOCK = QCONV_BLOCK + "_dw"  # the VNNI depthwise conv (found by find_qconv_block too),
-# named QDW_BLOCK + its kernel rows ("qconv_dw3"): the rows ride in the lanes, not in a loop, and
+# named QDW_BLOCK + its kernel rows ("qconv2d_nchwc_dw3"): the rows ride in the lanes, not in a loop, and
 # the MAC count (pipeline.conv_macs) reads them from the name
-
-
-def dw_lane_taps(block: str) -> int:
-    """Kernel rows packed into each lane by a VNNI depthwise block named `block` (1 otherwise)."""
-    rest = block[len(QDW_BLOCK):] if block.startswith(QDW_BLOCK) else ""
-    return int(rest) if rest.isdigit() else 1
 QDW_ROWS_BLOCK = "qdw_rows"
 DW_TAPS = 4  # kernel rows packed into the 4 bytes of one int32 lane
 LANES = 4  # input channels per VNNI dot product
 SHIFT = 128  # int8 -> uint8 offset
 VNNI_LOCAL_INTRIN = "vcc_dot_16x4_vnni_local"
 DW_VNNI_INTRIN = "vcc_dw_16x4_vnni_local"
+
+
+def dw_lane_taps(block: str) -> int:
+    """Kernel rows packed into each lane by a VNNI depthwise block named `block` (1 otherwise)."""
+    rest = block[len(QDW_BLOCK):] if block.startswith(QDW_BLOCK) else ""
+    return int(rest) if rest.isdigit() else 1
 
 
 # --- the intrinsic -------------------------------------------------------------------------------
@@ -339,11 +339,6 @@ def pack_dw_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def dw_signed_correction(w: np.ndarray) -> np.ndarray:
-    """128 * sum(w) per channel of a depthwise weight, packed (1, C/16, 1, 1, 16) int32."""
-    return signed_correction(w)
-
-
 def qconv2d_depthwise_vnni(data: te.Tensor, weight: te.Tensor, correction: te.Tensor | None,
                            kernel_rows: int, strides, padding, dilation) -> te.Tensor:
     """Depthwise NCHW16c u8/s8 x `pack_dw_weight` s8 -> NCHW16c s32 on the VNNI dot product.
@@ -352,7 +347,7 @@ def qconv2d_depthwise_vnni(data: te.Tensor, weight: te.Tensor, correction: te.Te
     the kernel's rows into the 4 bytes of an int32 per channel and column; one vpdpbusd per
     kernel column then does the kernel rows of 16 channels at once (3 instead of 9 for a 3x3).
     The schedule computes the rows stage per output row, so it stays in L1 (no padded copy of
-    the input goes through memory). `correction` (int8 data) is `dw_signed_correction(w)`.
+    the input goes through memory). `correction` (int8 data) is `signed_correction(w)`.
     """
     strides, padding, dilation = _ints(strides), _ints(padding), _ints(dilation)
     n, cb, h, w, ci = _ints(data.shape)

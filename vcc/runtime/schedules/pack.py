@@ -24,7 +24,6 @@ from vcc.errors import VccError
 from .conv_compute import BLOCK
 from .int8_conv import (
     DW_TAPS,
-    dw_signed_correction,
     linear_offsets,
     pack_dw_weight,
     pack_int8_weight,
@@ -261,7 +260,7 @@ def _int8_conv(p: Packer, call: relax.Call) -> Value | None:
         common = dict(strides=[int(v) for v in a.strides], padding=[int(v) for v in a.padding],
                       dilation=[int(v) for v in a.dilation])
         if w.shape[2] <= DW_TAPS and w.shape[3] > 1:  # VNNI: the kernel rows in one int32 lane
-            corr = relax.const(dw_signed_correction(w)) if signed else None
+            corr = relax.const(signed_correction(w)) if signed else None
             y = p.bb.call_te(qconv2d_depthwise_vnni, p.packed(data), relax.const(pack_dw_weight(w)),
                              corr, kernel_rows=int(w.shape[2]), primfunc_name_hint="qconv2d_nchwc_dw",
                              **common)
