@@ -67,8 +67,8 @@ def main() -> None:
     out = []
     for name, t in rows:
         f = sched.get(name, {})
-        macs = f.get("macs") or 0
-        rate = f"{macs / (t * 1e6):7.1f}" if macs and t > 0 else f"{'':7s}"
+        macs = f.get("macs") or 0  # per call; `t` is the time of all its calls
+        rate = f"{macs * calls[name] / (t * 1e6):7.1f}" if macs and t > 0 else f"{'':7s}"
         out.append({"function": name, "ms": t, "calls": calls[name], "schedule": f.get("schedule"), "macs": macs})
         if len(out) <= args.top:
             print(f"{t:8.3f} {100 * t / total:5.1f}% {calls[name]:5d} {f.get('schedule', '-'):>12s} {rate}  {name[:100]}")

@@ -11,6 +11,13 @@ from tvm import relax
 
 from vcc.errors import VccError
 
+# TVM 0.27 marks tirx.round vectorizable but not tirx.nearbyint, which R.round legalizes to (both
+# lower to llvm.nearbyint, which takes vectors): VectorizeLoop then turned every requantization
+# epilogue into 16 scalar iterations, and only LLVM's SLP vectorizer sometimes rebuilt the
+# vectors (not for a bare multiply -> round -> clip -> cast: 16 scalar converts per vector).
+if tvm.ir.Op.get("tirx.nearbyint").get_attr("TVectorizable") is None:
+    tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
+
 
 @lru_cache(maxsize=1)
 def host_cpu_flags() -> frozenset[str]:

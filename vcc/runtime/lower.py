@@ -33,14 +33,18 @@ def lowering(*ops: str) -> Callable[[Lowering], Lowering]:
 
 
 class LowerContext:
-    def __init__(self, graph: Graph, bb: relax.BlockBuilder):
+    def __init__(self, graph: Graph, bb: relax.BlockBuilder, fold_requantize: bool = True):
         self.graph = graph
         self.bb = bb
+        self.fold_requantize = fold_requantize
         self.env: dict[str, relax.Expr] = {}
         self.producers = graph.producers()
         # values lowered as "integer tensor x scale" (pooled / concatenated integers): a
         # QuantizeLinear back to the same scale and dtype returns the integers unchanged
         self.integer_form: dict[str, tuple[relax.Var, np.ndarray, str]] = {}
+        # values that are "int32 accumulator x scale", clipped to [lo, hi] by ReLU / Clip on the
+        # way: a QuantizeLinear of one requantizes the accumulator with one multiplier (`_requantize`)
+        self.rescaled: dict[str, Rescaled] = {}
 
     def arg(self, name: str) -> relax.Expr:
         if name not in self.env:
@@ -106,11 +110,50 @@ def integer_operands(cx: LowerContext, n: Node) -> IntegerOperands | None:
     return IntegerOperands(xq[0], w[0], bias, scale)
 
 
-def _rescale(cx: LowerContext, acc: relax.Expr, io: IntegerOperands, shape: tuple) -> relax.Expr:
+@dataclass
+class Rescaled:
+    """clip(float32(acc) * scale, lo, hi): an integer op's float result, maybe through ReLU / Clip."""
+
+    acc: relax.Var  # int32 accumulator (bias added)
+    scale: np.ndarray  # float32, broadcastable against acc
+    lo: float = -np.inf
+    hi: float = np.inf
+
+
+def _rescale(cx: LowerContext, n: Node, acc: relax.Expr, io: IntegerOperands, shape: tuple) -> relax.Expr:
     if io.bias is not None:
         acc = cx.bb.emit(R.add(acc, relax.const(io.bias.reshape(shape))))
+    scale = io.scale.reshape(shape) if io.scale.size > 1 else io.scale.reshape(())
+    cx.rescaled[n.outputs[0]] = Rescaled(acc, scale)
     y = cx.bb.emit(R.astype(acc, "float32"))
-    return R.multiply(y, relax.const(io.scale.reshape(shape) if io.scale.size > 1 else io.scale.reshape(())))
+    return R.multiply(y, relax.const(scale))
+
+
+def _clipped(cx: LowerContext, n: Node, lo: float, hi: float) -> None:
+    """Record that `n` (ReLU / Clip) clips a rescaled accumulator to [lo, hi]."""
+    r = cx.rescaled.get(n.inputs[0])
+    if r is not None:
+        cx.rescaled[n.outputs[0]] = Rescaled(r.acc, r.scale, max(r.lo, lo), min(r.hi, hi))
+
+
+def _requantize(cx: LowerContext, r: Rescaled, s: np.float32, dtype: np.dtype) -> relax.Expr:
+    """QuantizeLinear(clip(float32(acc) * scale, lo, hi), s, zero point 0) with one multiplier:
+    clip(round(float32(acc) * (scale / s)), round(lo / s), round(hi / s)) saturated to `dtype`.
+    Rounding and clipping commute (both monotone), so this is the quantization of the float
+    value except that (acc * scale) / s is rounded once instead of twice: where the two differ at
+    a rounding tie the result is one step apart. It is how ONNX Runtime runs a QDQ conv too (its
+    QLinearConv requantizes with one float multiplier) and saves the epilogue a multiply, a clip
+    and the divide."""
+    info = np.iinfo(dtype)
+    m = (r.scale.astype(np.float64) / np.float64(s)).astype(np.float32)
+    lo, hi = float(info.min), float(info.max)
+    if np.isfinite(r.lo):
+        lo = max(lo, float(np.round(np.float32(r.lo) / s)))
+    if np.isfinite(r.hi):
+        hi = min(hi, float(np.round(np.float32(r.hi) / s)))
+    y = cx.bb.emit(R.multiply(cx.bb.emit(R.astype(r.acc, "float32")), relax.const(m)))
+    y = cx.bb.emit(R.clip(cx.bb.emit(R.round(y)), lo, max(lo, hi)))
+    return R.astype(y, dtype.name)
 
 
 @lowering("Conv")
@@ -121,7 +164,7 @@ def _conv(cx: LowerContext, n: Node):
         acc = cx.bb.emit(R.nn.conv2d(io.x, relax.const(io.w), strides=a["strides"], padding=a["pads"],
                                      dilation=a["dilations"], groups=a["group"], data_layout="NCHW",
                                      kernel_layout="OIHW", out_dtype="int32"))
-        return _rescale(cx, acc, io, (1, -1, 1, 1))
+        return _rescale(cx, n, acc, io, (1, -1, 1, 1))
     x, w = cx.arg(n.inputs[0]), cx.arg(n.inputs[1])
     y = R.nn.conv2d(x, w, strides=a["strides"], padding=a["pads"], dilation=a["dilations"],
                     groups=a["group"], data_layout="NCHW", kernel_layout="OIHW")
@@ -143,7 +186,7 @@ def _conv_transpose(cx: LowerContext, n: Node):
             io.x, relax.const(io.w), strides=a["strides"], padding=a["pads"],
             output_padding=a["output_padding"], dilation=a["dilations"], groups=a["group"],
             data_layout="NCHW", kernel_layout="IOHW", out_dtype="int32"))
-        return _rescale(cx, acc, io, (1, -1, 1, 1))
+        return _rescale(cx, n, acc, io, (1, -1, 1, 1))
     x, w = cx.arg(n.inputs[0]), cx.arg(n.inputs[1])
     y = R.nn.conv2d_transpose(x, w, strides=a["strides"], padding=a["pads"],
                               output_padding=a["output_padding"], dilation=a["dilations"],
@@ -178,6 +221,8 @@ _BINARY = {"Add": R.add, "Sub": R.subtract, "Mul": R.multiply, "Div": R.divide,
 
 @lowering(*_UNARY)
 def _unary(cx, n):
+    if n.op == "Relu":
+        _clipped(cx, n, 0.0, np.inf)
     return _UNARY[n.op](cx.arg(n.inputs[0]))
 
 
@@ -200,6 +245,7 @@ def _identity(cx, n):
 def _clip(cx, n):
     x = cx.arg(n.inputs[0])
     lo, hi = n.attrs["min"], n.attrs["max"]
+    _clipped(cx, n, float(lo), float(hi))
     if np.isfinite(lo) and np.isfinite(hi):
         return R.clip(x, float(lo), float(hi))
     if np.isfinite(lo):
@@ -399,7 +445,7 @@ def _matmul(cx, n):
     io = integer_operands(cx, n)
     if io is not None:
         acc = cx.bb.emit(R.matmul(io.x, relax.const(io.w), out_dtype="int32"))
-        return _rescale(cx, acc, io, (-1,))
+        return _rescale(cx, n, acc, io, (-1,))
     return R.matmul(cx.arg(n.inputs[0]), cx.arg(n.inputs[1]))
 
 
@@ -420,6 +466,9 @@ def _quantize(cx, n):
     if same is not None and scale.size == 1 and np.float32(scale.reshape(())) == same[1] \
             and not np.any(zp != 0) and zp.dtype.name == same[2]:
         return same[0]  # round(q * s / s) == q: requantizing to the same scale is the identity
+    r = cx.rescaled.get(n.inputs[0]) if cx.fold_requantize else None
+    if r is not None and scale.size == 1 and not np.any(zp != 0):
+        return _requantize(cx, r, np.float32(scale.reshape(())), zp.dtype)
     info = np.iinfo(zp.dtype)
     y = cx.bb.emit(R.round(R.divide(cx.arg(n.inputs[0]), relax.const(scale.astype(np.float32)))))
     if np.any(zp != 0):
@@ -466,8 +515,14 @@ def unsupported_ops(graph: Graph) -> dict[str, list[str]]:
     return missing
 
 
-def lower_to_relax(graph: Graph) -> tvm.IRModule:
-    """The IR as a Relax IRModule with one function "main" (high-level ops, weights as constants)."""
+def lower_to_relax(graph: Graph, fold_requantize: bool = True) -> tvm.IRModule:
+    """The IR as a Relax IRModule with one function "main" (high-level ops, weights as constants).
+
+    `fold_requantize`: a QuantizeLinear of an integer conv / matmul's rescaled result (through
+    ReLU / Clip) requantizes the accumulator with one multiplier (`_requantize`, within one
+    quantization step of the QDQ graph, as ONNX Runtime runs it); False keeps QuantizeLinear's
+    own definition, round(x / s), after the float rescale, bit for bit.
+    """
     missing = unsupported_ops(graph)
     if missing:
         listing = "; ".join(f"{op} ({', '.join(ns[:5])})" for op, ns in sorted(missing.items()))
@@ -477,7 +532,7 @@ def lower_to_relax(graph: Graph) -> tvm.IRModule:
               for i in graph.inputs]
     with bb.function("main", params):
         with bb.dataflow():
-            cx = LowerContext(graph, bb)
+            cx = LowerContext(graph, bb, fold_requantize)
             for name, p in zip(graph.inputs, params, strict=True):
                 cx.env[name] = p
             for node in graph.nodes:

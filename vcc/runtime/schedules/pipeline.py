@@ -3,8 +3,8 @@
     pack_channels            NCHW16c chosen once for the whole graph, weights re-laid in numpy,
                              stride-s transposed convs as s*s phase convs, int8 convs
                              (u8/s8 x s8 -> s32) as VNNI-packed convs (int8_conv.py)
-    LegalizeOps              our TE computes for the packed convolutions and for separable
-                             bilinear upsampling, TOPI for the rest
+    LegalizeOps              our TE computes for the packed convolutions, separable bilinear
+                             upsampling and division by a constant (divide.py), TOPI for the rest
     AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR
                              conv + bias + ReLU (+ residual add ...) become one PrimFunc
     per fused PrimFunc       VNNI-tensorized schedule if it holds an int8 packed conv,
@@ -27,6 +27,7 @@ from vcc.errors import VccError
 
 from .conv_compute import legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
+from .divide import legalize_divide
 from .generic_schedule import schedule_generic_func
 from .int8_conv import dw_lane_taps, find_qconv_block, has_vnni, schedule_int8_conv_func
 from .pack import pack_channels, relax_entries
@@ -37,7 +38,8 @@ from .tir_util import block_name, loop_extents, top_blocks
 SCHEDULED_ATTR = "tirx.is_scheduled"
 _SCHEDULE_ERRORS = (RuntimeError, ValueError)
 LEGALIZE_MAP = {"relax.nn.conv2d": legalize_packed_conv2d,
-                "relax.image.resize2d": legalize_resize2d}
+                "relax.image.resize2d": legalize_resize2d,
+                "relax.divide": legalize_divide}
 
 
 def optimize_for_cpu(mod: tvm.IRModule, target: tvm.target.Target | dict
