@@ -95,7 +95,7 @@ def test_nearbyint_is_vectorised():
 
 
 class _ConvActs(torch.nn.Module):
-    """Convs followed by ReLU6, ReLU and nothing: the three requantize shapes of a QDQ net."""
+    """Convs followed by ReLU6, ReLU and a residual Add: the requantize shapes of a QDQ net."""
 
     def __init__(self):
         super().__init__()
@@ -107,7 +107,7 @@ class _ConvActs(torch.nn.Module):
     def forward(self, x):
         x = torch.nn.functional.relu6(self.a(x))
         x = torch.relu(self.b(x))
-        x = self.c(x)
+        x = self.c(x) + x  # a residual Add: QuantizeLinear(conv + dequantized skip)
         return torch.nn.functional.relu6(self.d(x))
 
 

@@ -112,10 +112,11 @@ def integer_operands(cx: LowerContext, n: Node) -> IntegerOperands | None:
 
 @dataclass
 class Rescaled:
-    """clip(float32(acc) * scale, lo, hi): an integer op's float result, maybe through ReLU / Clip."""
+    """clip(sum of float32(term) * scale, lo, hi): the float result of integer ops — an int32
+    accumulator times its scale, a dequantized activation, their sum (a residual Add) — maybe
+    through ReLU / Clip."""
 
-    acc: relax.Var  # int32 accumulator (bias added)
-    scale: np.ndarray  # float32, broadcastable against acc
+    terms: list[tuple[relax.Expr, np.ndarray]]  # (integer tensor, float32 scale broadcastable to it)
     lo: float = -np.inf
     hi: float = np.inf
 
@@ -124,34 +125,45 @@ def _rescale(cx: LowerContext, n: Node, acc: relax.Expr, io: IntegerOperands, sh
     if io.bias is not None:
         acc = cx.bb.emit(R.add(acc, relax.const(io.bias.reshape(shape))))
     scale = io.scale.reshape(shape) if io.scale.size > 1 else io.scale.reshape(())
-    cx.rescaled[n.outputs[0]] = Rescaled(acc, scale)
+    cx.rescaled[n.outputs[0]] = Rescaled([(acc, scale)])
     y = cx.bb.emit(R.astype(acc, "float32"))
     return R.multiply(y, relax.const(scale))
 
 
 def _clipped(cx: LowerContext, n: Node, lo: float, hi: float) -> None:
-    """Record that `n` (ReLU / Clip) clips a rescaled accumulator to [lo, hi]."""
+    """Record that `n` (ReLU / Clip) clips a rescaled value to [lo, hi]."""
     r = cx.rescaled.get(n.inputs[0])
     if r is not None:
-        cx.rescaled[n.outputs[0]] = Rescaled(r.acc, r.scale, max(r.lo, lo), min(r.hi, hi))
+        cx.rescaled[n.outputs[0]] = Rescaled(r.terms, max(r.lo, lo), min(r.hi, hi))
+
+
+def _summed(cx: LowerContext, n: Node) -> None:
+    """Record that the Add `n` sums two unclipped rescaled values of one shape."""
+    a, b = (cx.rescaled.get(i) for i in n.inputs)
+    if a is not None and b is not None and cx.shape(n.inputs[0]) == cx.shape(n.inputs[1]) \
+            and not any(np.isfinite([a.lo, a.hi, b.lo, b.hi])) and len(a.terms) + len(b.terms) <= 3:
+        cx.rescaled[n.outputs[0]] = Rescaled(a.terms + b.terms)
 
 
 def _requantize(cx: LowerContext, r: Rescaled, s: np.float32, dtype: np.dtype) -> relax.Expr:
-    """QuantizeLinear(clip(float32(acc) * scale, lo, hi), s, zero point 0) with one multiplier:
-    clip(round(float32(acc) * (scale / s)), round(lo / s), round(hi / s)) saturated to `dtype`.
-    Rounding and clipping commute (both monotone), so this is the quantization of the float
-    value except that (acc * scale) / s is rounded once instead of twice: where the two differ at
-    a rounding tie the result is one step apart. It is how ONNX Runtime runs a QDQ conv too (its
-    QLinearConv requantizes with one float multiplier) and saves the epilogue a multiply, a clip
-    and the divide."""
+    """QuantizeLinear(clip(sum of float32(term) * scale, lo, hi), s, zero point 0) with one
+    multiplier per term: clip(round(sum of float32(term) * (scale / s)), round(lo / s), round(hi / s))
+    saturated to `dtype`. Rounding and clipping commute (both monotone), so this is the
+    quantization of the float value except that (acc * scale) / s is rounded once instead of
+    twice: where the two differ at a rounding tie the result is one step apart. It is how ONNX
+    Runtime runs a QDQ conv too (its QLinearConv requantizes with one float multiplier, its
+    QLinearAdd with one per input) and saves the epilogue a multiply, a clip and the divide."""
     info = np.iinfo(dtype)
-    m = (r.scale.astype(np.float64) / np.float64(s)).astype(np.float32)
     lo, hi = float(info.min), float(info.max)
     if np.isfinite(r.lo):
         lo = max(lo, float(np.round(np.float32(r.lo) / s)))
     if np.isfinite(r.hi):
         hi = min(hi, float(np.round(np.float32(r.hi) / s)))
-    y = cx.bb.emit(R.multiply(cx.bb.emit(R.astype(r.acc, "float32")), relax.const(m)))
+    y = None
+    for t, scale in r.terms:
+        m = (scale.astype(np.float64) / np.float64(s)).astype(np.float32)
+        part = cx.bb.emit(R.multiply(cx.bb.emit(R.astype(t, "float32")), relax.const(m)))
+        y = part if y is None else cx.bb.emit(R.add(y, part))
     y = cx.bb.emit(R.clip(cx.bb.emit(R.round(y)), lo, max(lo, hi)))
     return R.astype(y, dtype.name)
 
@@ -228,6 +240,8 @@ def _unary(cx, n):
 
 @lowering(*_BINARY)
 def _binary(cx, n):
+    if n.op == "Add":
+        _summed(cx, n)
     return _BINARY[n.op](cx.arg(n.inputs[0]), cx.arg(n.inputs[1]))
 
 
@@ -479,6 +493,9 @@ def _quantize(cx, n):
 
 @lowering("DequantizeLinear")
 def _dequantize(cx, n):
+    q = _dequantized_activation(cx, n)
+    if q is not None:
+        cx.rescaled[n.outputs[0]] = Rescaled([q])
     rank = len(cx.shape(n.inputs[0]))
     axis = n.attrs.get("axis")
     scale = _per_axis(cx.graph.constants[n.inputs[1]], axis, rank).astype(np.float32)
