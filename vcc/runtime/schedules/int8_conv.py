@@ -235,7 +235,10 @@ def _qconv(data, weight, correction, strides, padding, dilation) -> te.Tensor:
     ow_full = padded_out_width(ow, ocb)  # computed columns; the extra ones read padding and are cropped
     top, left, bottom, right = padding
     right += max(0, (ow_full - 1) * strides[1] + (kw - 1) * dilation[1] + 1 - (w + left + right))
-    pad = _pad_u8(data, [top, left, bottom, right], correction is not None, ic4 * lanes)
+    if correction is None and len(dims) == 5 and not any((top, left, bottom, right)):
+        pad = data  # uint8 NCHW16c, nothing to pad or shift: read in place, no copy
+    else:
+        pad = _pad_u8(data, [top, left, bottom, right], correction is not None, ic4 * lanes)
     rc = te.reduce_axis((0, icb), name="rc")
     rh = te.reduce_axis((0, kh), name="rh")
     rw = te.reduce_axis((0, kw), name="rw")
