@@ -42,8 +42,9 @@ class LowerContext:
         # values lowered as "integer tensor x scale" (pooled / concatenated integers): a
         # QuantizeLinear back to the same scale and dtype returns the integers unchanged
         self.integer_form: dict[str, tuple[relax.Var, np.ndarray, str]] = {}
-        # values that are "int32 accumulator x scale", clipped to [lo, hi] by ReLU / Clip on the
-        # way: a QuantizeLinear of one requantizes the accumulator with one multiplier (`_requantize`)
+        # values that are sums of "integer tensor x scale" (an int32 accumulator, a dequantized
+        # activation, a residual Add of those), clipped to [lo, hi] by ReLU / Clip on the way: a
+        # QuantizeLinear of one requantizes the integers with one multiplier each (`_requantize`)
         self.rescaled: dict[str, Rescaled] = {}
 
     def arg(self, name: str) -> relax.Expr:
@@ -138,7 +139,8 @@ def _clipped(cx: LowerContext, n: Node, lo: float, hi: float) -> None:
 
 
 def _summed(cx: LowerContext, n: Node) -> None:
-    """Record that the Add `n` sums two unclipped rescaled values of one shape."""
+    """Record that the Add `n` sums two unclipped rescaled values of one shape (at most three
+    terms in all: a residual Add of a conv and a skip, not a long chain in one epilogue)."""
     a, b = (cx.rescaled.get(i) for i in n.inputs)
     if a is not None and b is not None and cx.shape(n.inputs[0]) == cx.shape(n.inputs[1]) \
             and not any(np.isfinite([a.lo, a.hi, b.lo, b.hi])) and len(a.terms) + len(b.terms) <= 3:
@@ -535,10 +537,11 @@ def unsupported_ops(graph: Graph) -> dict[str, list[str]]:
 def lower_to_relax(graph: Graph, fold_requantize: bool = True) -> tvm.IRModule:
     """The IR as a Relax IRModule with one function "main" (high-level ops, weights as constants).
 
-    `fold_requantize`: a QuantizeLinear of an integer conv / matmul's rescaled result (through
-    ReLU / Clip) requantizes the accumulator with one multiplier (`_requantize`, within one
-    quantization step of the QDQ graph, as ONNX Runtime runs it); False keeps QuantizeLinear's
-    own definition, round(x / s), after the float rescale, bit for bit.
+    `fold_requantize`: a QuantizeLinear of an integer conv / matmul's rescaled result, of a
+    dequantized activation or of a residual Add of those (through ReLU / Clip) requantizes the
+    integers with one multiplier each (`_requantize`: within one quantization step of the QDQ
+    graph, as ONNX Runtime runs it); False keeps QuantizeLinear's own definition, round(x / s)
+    of the float value, bit for bit.
     """
     missing = unsupported_ops(graph)
     if missing:
