@@ -66,17 +66,6 @@ def _rows_outer_pays(ocb: int, oh: int, ow: int, tile: ConvTile, reduce_extents:
     return stream_rows_outer(weight_bytes, input_bytes, oh, ocb // tile.oc_tile)
 
 
-def padded_out_width(ow: int, ocb: int) -> int:
-    """The width a packed conv with `ocb` output blocks computes for `ow` output columns: `ow`,
-    unless no register tile of 4 or more columns divides it (DeepLab's 257 and 129 at 513x513,
-    1 and 3 columns) and rounding up to the widest tile adds at most an eighth: then the rounded
-    width, whose extra columns read zero padding and are cropped before the epilogue."""
-    if ow <= OW_TILES[0] or choose_tile(ocb, ow, False).ow_tile >= min(OW_TILES):
-        return ow
-    padded = -(-ow // OW_TILES[0]) * OW_TILES[0]
-    return padded if padded * 8 <= ow * 9 else ow
-
-
 def choose_tile(ocb: int, ow: int, depthwise: bool) -> ConvTile:
     """Register tile: ow_tile columns (a divisor of the width, 8 if it can) by oc_tile channel
     blocks, enough blocks for about 16 independent accumulators (2 x 8 on wide maps; narrow
@@ -137,20 +126,13 @@ def conv_with_epilogue(sch: s_tir.Schedule, conv, pad_prefix: str, what: str):
     consumers = [b for b in top_blocks(sch) if block_name(sch, b) not in keep]
     if not consumers:
         epilogue = sch.cache_write(conv, 0, "global")
-    elif len(consumers) == 1 and _crops(loop_extents(sch, consumers[0]), out_shape):
+    elif len(consumers) == 1 and loop_extents(sch, consumers[0]) == out_shape:
         epilogue = consumers[0]
     else:
         raise ValueError(f"{what} epilogue is not one elementwise block: "
                          f"{[block_name(sch, b) for b in consumers]}")
     conv = sch.get_sblock(conv_name)
     return conv, epilogue, pads, out_shape, loop_extents(sch, conv)[5:]
-
-
-def _crops(shape: list[int], conv_shape: list[int]) -> bool:
-    """An epilogue of `shape` over a conv of `conv_shape`: the same, or the width cropped from the
-    conv's padded width (`padded_out_width`)."""
-    return len(shape) == len(conv_shape) == 5 and shape[:3] == conv_shape[:3] and shape[4] == conv_shape[4] \
-        and (shape[3] == conv_shape[3] or padded_out_width(shape[3], shape[1]) == conv_shape[3])
 
 
 def schedule_epilogue(sch: s_tir.Schedule, epilogue, outer) -> None:

@@ -29,7 +29,7 @@ from tvm import s_tir, te, tirx
 from tvm.script import tirx as T
 
 from .conv_compute import BLOCK, DWCONV_BLOCK, PAD_BLOCK, _ints, _out_hw
-from .conv_schedule import choose_tile, conv_with_epilogue, padded_out_width, schedule_epilogue
+from .conv_schedule import choose_tile, conv_with_epilogue, schedule_epilogue
 from .tir_util import (
     block_name,
     schedule_elementwise,
@@ -232,13 +232,10 @@ def _qconv(data, weight, correction, strides, padding, dilation) -> te.Tensor:
     n, h, w = dims[0], dims[2], dims[3]
     ocb, icb, kh, kw, ic4, oci, lanes = _ints(weight.shape)
     oh, ow = _out_hw(h, w, kh, kw, strides, padding, dilation)
-    ow_full = padded_out_width(ow, ocb)  # computed columns; the extra ones read padding and are cropped
-    top, left, bottom, right = padding
-    right += max(0, (ow_full - 1) * strides[1] + (kw - 1) * dilation[1] + 1 - (w + left + right))
-    if correction is None and len(dims) == 5 and not any((top, left, bottom, right)):
+    if correction is None and len(dims) == 5 and not any(padding):
         pad = data  # uint8 NCHW16c, nothing to pad or shift: read in place, no copy
     else:
-        pad = _pad_u8(data, [top, left, bottom, right], correction is not None, ic4 * lanes)
+        pad = _pad_u8(data, padding, correction is not None, ic4 * lanes)
     rc = te.reduce_axis((0, icb), name="rc")
     rh = te.reduce_axis((0, kh), name="rh")
     rw = te.reduce_axis((0, kw), name="rw")
@@ -251,12 +248,10 @@ def _qconv(data, weight, correction, strides, padding, dilation) -> te.Tensor:
         return te.sum(a.astype("int32") * weight[o, rc, rh, rw, ro, c, ri].astype("int32"),
                       axis=[rc, rh, rw, ro, ri])
 
-    acc = te.compute((n, ocb, oh, ow_full, oci), body, name=QCONV_BLOCK)
+    acc = te.compute((n, ocb, oh, ow, oci), body, name=QCONV_BLOCK)
     if correction is None:
-        if ow_full == ow:
-            return acc
-        return te.compute((n, ocb, oh, ow, oci), lambda b, o, y, x, c: acc[b, o, y, x, c], name="qconv_crop")
-    return te.compute((n, ocb, oh, ow, oci), lambda b, o, y, x, c: acc[b, o, y, x, c] - correction[0, o, 0, 0, c],
+        return acc
+    return te.compute(acc.shape, lambda b, o, y, x, c: acc[b, o, y, x, c] - correction[0, o, 0, 0, c],
                       name="qconv_unshift")
 
 
