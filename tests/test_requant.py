@@ -26,7 +26,7 @@ RNG = np.random.default_rng(0)
 
 def _divide_kernel(divisor: np.float32):
     x = te.placeholder((1 << 20,), "float32", name="x")
-    y = exact_reciprocal_divide(x, float(divisor), float(np.float32(1) / divisor))
+    y = exact_reciprocal_divide(x, float(divisor))
     sch = tvm.s_tir.Schedule(te.create_prim_func([x, y]))
     (i,) = sch.get_loops(sch.get_sblock("T_divide"))
     _, inner = sch.split(i, [None, 16])

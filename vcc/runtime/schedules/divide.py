@@ -24,23 +24,23 @@ import tvm
 from tvm import relax, te, tirx
 from tvm.tirx.op import fma
 
+from .pack import _const_np, _is_const
+
 DIVIDE = "divide"
 _MAX = float(np.finfo(np.float32).max)
 
 
 def _scalar_float32(e: relax.Expr) -> np.float32 | None:
-    if not isinstance(e, tvm.ir.expr.Constant):
+    if not _is_const(e):
         return None
-    arr = e.value.numpy()
-    if arr.size != 1 or arr.dtype != np.float32:
-        return None
-    return np.float32(arr.reshape(()))
+    arr = _const_np(e)
+    return np.float32(arr.reshape(())) if arr.size == 1 and arr.dtype == np.float32 else None
 
 
-def exact_reciprocal_divide(x: te.Tensor, divisor: float, reciprocal: float) -> te.Tensor:
-    """x / divisor, elementwise, computed as x * reciprocal corrected by two FMAs."""
+def exact_reciprocal_divide(x: te.Tensor, divisor: float) -> te.Tensor:
+    """x / divisor, elementwise, computed as x * (1 / divisor) corrected by two FMAs."""
     s = tirx.const(divisor, "float32")
-    r = tirx.const(reciprocal, "float32")
+    r = tirx.const(float(np.float32(1) / np.float32(divisor)), "float32")
     exact = math.frexp(divisor)[0] == 0.5  # a power of two: the product is the quotient
 
     def quotient(*i):
@@ -66,5 +66,5 @@ def legalize_divide(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     if c is not None and str(x.ty.dtype) == "float32" and np.isfinite(c) and c != 0:
         r = np.float32(1) / c
         if np.isfinite(r) and abs(r) >= np.finfo(np.float32).tiny:
-            return bb.call_te(exact_reciprocal_divide, x, float(c), float(r), primfunc_name_hint=DIVIDE)
+            return bb.call_te(exact_reciprocal_divide, x, float(c), primfunc_name_hint=DIVIDE)
     return tvm.ir.Op.get("relax.divide").get_attr("FLegalize")(bb, call)  # TOPI's, as registered

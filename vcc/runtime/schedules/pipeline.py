@@ -24,6 +24,7 @@ import tvm
 from tvm import relax, s_tir, tirx
 
 from vcc.errors import VccError
+from vcc.runtime import codegen  # noqa: F401  (registers tirx.nearbyint as vectorizable: the epilogues)
 
 from .conv_compute import legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
