@@ -34,7 +34,7 @@ NUM_CALIB = 50
 
 def vcc_build(model: Path, out: Path, *extra: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "vcc.compiler.cli", "build", str(model), "--out", str(out),
+    subprocess.run([sys.executable, "-m", "vcc.driver.cli", "build", str(model), "--out", str(out),
                     *extra], check=True)
     return time.perf_counter() - t0
 
@@ -52,7 +52,7 @@ def main() -> None:
     from int8_schedule import interleaved_ms
     from trained_subjects import trained_subject
 
-    from vcc.calib.preprocess import load_image
+    from vcc.calib.images import load_image
     from vcc.reports.metrics import OutputComparison
     from vcc.runtime import load
     from vcc.runtime.reference import OrtSession

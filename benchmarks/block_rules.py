@@ -41,7 +41,7 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
     for variant, extra in VARIANTS.items():
         art = work / f"{name}-{variant.replace(' ', '-')}"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "vcc.compiler.cli", "build", str(fp32), "--dtype", "int8",
+        subprocess.run([sys.executable, "-m", "vcc.driver.cli", "build", str(fp32), "--dtype", "int8",
                         "--calib", str(calib_dir), "--num-calib", str(num_calib), "--out", str(art), *extra],
                        check=True, capture_output=True, text=True)
         build_s[variant] = round(time.perf_counter() - t0, 1)

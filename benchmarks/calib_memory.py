@@ -49,7 +49,7 @@ def main() -> None:
     rows = []
     for n in (int(c) for c in args.counts.split(",")):
         out = work / f"calibration-{n}.json"
-        mib, secs = peak_rss_mib([sys.executable, "-m", "vcc.compiler.cli", "calibrate", str(model),
+        mib, secs = peak_rss_mib([sys.executable, "-m", "vcc.driver.cli", "calibrate", str(model),
                                   "--calib", str(photos), "--num-calib", str(n), "-o", str(out)])
         rows.append((n, mib, secs))
     print(f"\nvcc calibrate, BiSeNet-shaped at 1x3x{args.size}x{args.size}, KL, photos of {photos}")

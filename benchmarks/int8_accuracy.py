@@ -95,7 +95,7 @@ def heldout_set(heldout: list, pre, fp32: Path, threads: int) -> tuple[list, lis
     the fp32 reference outputs (ONNX Runtime)."""
     from PIL import Image
 
-    from vcc.calib.preprocess import load_image
+    from vcc.calib.images import load_image
     from vcc.reports.labels import load_binary_mask
     from vcc.runtime.reference import OrtSession
 
@@ -114,14 +114,15 @@ def run_subject(name: str, data: Path, work: Path, num_calib: int, threads: int,
     ~5x the pixels, for differences smaller than the held-out set resolves)."""
     from benchmarks_common import ort_quantize_static
 
-    from vcc.calib.preprocess import Preprocess, load_image
+    from vcc.calib.images import load_image
+    from vcc.ir.preprocess import Preprocess
     from vcc.runtime import load
     from vcc.runtime.reference import OrtSession
 
     subject, fp32, photos, heldout, calib_dir, unused = prepare_subject(name, data, work, num_calib)
     art = work / f"{name}-int8"
     qdq = work / f"{name}-vcc-qdq.onnx"
-    subprocess.run([sys.executable, "-m", "vcc.compiler.cli", "build", str(fp32), "--dtype", "int8",
+    subprocess.run([sys.executable, "-m", "vcc.driver.cli", "build", str(fp32), "--dtype", "int8",
                     "--calib", str(calib_dir), "--num-calib", str(num_calib), "--out", str(art),
                     "--emit-qdq", str(qdq), *extra_build_args], check=True)
     pred = load(art)

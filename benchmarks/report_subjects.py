@@ -28,7 +28,7 @@ NUM_CALIB = 50
 
 
 def vcc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vcc.compiler.cli", *args], check=True,
+    return subprocess.run([sys.executable, "-m", "vcc.driver.cli", *args], check=True,
                           capture_output=True, text=True)
 
 

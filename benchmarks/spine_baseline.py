@@ -41,10 +41,10 @@ def main() -> None:
     for mode in chosen:
         out = work / f"art-{mode}"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "vcc.compiler.cli", "build", str(model), "--out", str(out),
+        subprocess.run([sys.executable, "-m", "vcc.driver.cli", "build", str(model), "--out", str(out),
                         *modes[mode]], check=True)
         build_s = time.perf_counter() - t0
-        res = subprocess.run([sys.executable, "-m", "vcc.compiler.cli", "bench", str(out), "--ref", str(model),
+        res = subprocess.run([sys.executable, "-m", "vcc.driver.cli", "bench", str(out), "--ref", str(model),
                               "--threads", str(args.threads), "--runs", str(args.runs), "--json"],
                              check=True, capture_output=True, text=True)
         b = json.loads(res.stdout)

@@ -29,7 +29,7 @@ PHOTOS = {"face": "celebamask_hq_maskgan", "human_seg": "human_seg_vikram/images
 
 
 def vcc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vcc.compiler.cli", *map(str, args)], check=True,
+    return subprocess.run([sys.executable, "-m", "vcc.driver.cli", *map(str, args)], check=True,
                           capture_output=True, text=True)
 
 

@@ -28,7 +28,7 @@ def data() -> Path:
 
 def run_cli(*args: str, check: int | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run `vcc ARGS...` in a fresh process (exit codes and stderr as a user sees them)."""
-    proc = subprocess.run([sys.executable, "-m", "vcc.compiler.cli", *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", "vcc.driver.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     if check is not None and proc.returncode != check:
         raise AssertionError(f"vcc {' '.join(map(str, args))} exited {proc.returncode}, expected {check}\n"

@@ -18,11 +18,12 @@ from subjects import BiSeNetShaped, seeded
 
 from vcc.calib.calibrate import CalibrationSettings, calibrate
 from vcc.calib.dataset import calibration_source
-from vcc.calib.preprocess import Preprocess, load_image
+from vcc.calib.images import load_image
 from vcc.errors import VccError
 from vcc.frontends.onnx_export import export_onnx
 from vcc.frontends.onnx_import import load_model
 from vcc.frontends.torch_export import export_torch
+from vcc.ir.preprocess import Preprocess
 from vcc.passes import PassManager, default_fp32_pipeline
 from vcc.passes.quantize import TensorQuant, plan_quantization
 from vcc.reports.accuracy import (

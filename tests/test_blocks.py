@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vcc.compiler.ir import Block, Graph
-from vcc.compiler.verify import IRVerificationError, verify_graph
 from vcc.frontends.onnx_export import export_onnx
 from vcc.frontends.onnx_import import load_model
 from vcc.frontends.torch_export import export_torch
 from vcc.frontends.zoo import get_model
 from vcc.frontends.zoo.export import export_zoo_model
+from vcc.ir.graph import Block, Graph
+from vcc.ir.verify import IRVerificationError, verify_graph
 from vcc.passes import Pass, PassManager, default_fp32_pipeline
 from vcc.passes.blocks import annotate_blocks, block_of, count_blocks, find_blocks
 from vcc.passes.dce import eliminate_dead_code

@@ -10,13 +10,13 @@ from subjects import BiSeNetShaped, EfficientShaped, seeded
 
 from vcc.calib.calibrate import CalibrationSettings, calibrate
 from vcc.calib.dataset import calibration_source
-from vcc.calib.preprocess import Preprocess
-from vcc.calib.report import render_calibration_html, write_calibration_html
 from vcc.errors import VccError
 from vcc.frontends.onnx_import import load_model
 from vcc.frontends.torch_export import export_torch
+from vcc.ir.preprocess import Preprocess
 from vcc.passes import PassManager, default_fp32_pipeline
 from vcc.passes.quantize import plan_quantization
+from vcc.reports.calibration import render_calibration_html, write_calibration_html
 from vcc.reports.plots import histogram_svg, line_plot_svg
 
 SIZE = 64

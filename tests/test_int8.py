@@ -12,11 +12,11 @@ from subjects import BiSeNetShaped, EfficientShaped, seeded
 
 from vcc.calib.calibrate import CalibrationSettings, calibrate
 from vcc.calib.dataset import calibration_source, choose_evenly
-from vcc.calib.preprocess import Preprocess
 from vcc.errors import VccError
 from vcc.frontends.onnx_export import export_onnx
 from vcc.frontends.onnx_import import load_model
 from vcc.frontends.torch_export import export_torch
+from vcc.ir.preprocess import Preprocess
 from vcc.passes import PassManager, default_fp32_pipeline
 from vcc.passes.quantize import (
     TensorQuant,
@@ -121,7 +121,7 @@ def test_qdq_model_and_int8_codegen_match_on_real_images(bisenet, data, tmp_path
     import tvm
     from tvm import relax
 
-    from vcc.calib.preprocess import list_images, load_image
+    from vcc.calib.images import list_images, load_image
     from vcc.runtime.codegen import compile_relax, cpu_target
     from vcc.runtime.lower import lower_to_relax
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vcc.compiler.ir import Graph, Node
-from vcc.compiler.verify import IRVerificationError, toposort, verify_graph
 from vcc.frontends.onnx_export import export_onnx
+from vcc.ir.graph import Graph, Node
+from vcc.ir.verify import IRVerificationError, toposort, verify_graph
 from vcc.passes import Pass, PassManager
 from vcc.passes.dce import eliminate_dead_code
 from vcc.passes.fold_bn import fold_batchnorm

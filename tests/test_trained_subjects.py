@@ -13,8 +13,9 @@ import torch
 import trained_subjects as ts
 from trained_subjects import CI_SUBJECTS, SUBJECTS, PersonData, heldout_person_iou, trained_subject
 
-from vcc.calib.preprocess import load_image, resolve_preprocess
+from vcc.calib.images import load_image
 from vcc.errors import VccError
+from vcc.ir.preprocess import resolve_preprocess
 
 # held-out person IoU floors, a little below what each subject measured (2 threads, torch 2.13
 # CPU)

@@ -38,11 +38,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from vcc.calib.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, read_rgb
+from vcc.calib.images import read_rgb
 from vcc.errors import VccError
 from vcc.frontends.torch_export import export_torch
 from vcc.frontends.zoo import get_model
 from vcc.frontends.zoo.export import MainLogits
+from vcc.ir.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -22,8 +22,8 @@ import vcc
 from vcc.calib.dataset import CalibrationSource
 from vcc.calib.observers import HistogramObserver
 from vcc.calib.thresholds import compute_threshold
-from vcc.compiler.ir import Graph
 from vcc.errors import VccError
+from vcc.ir.graph import Graph
 from vcc.passes.blocks import block_of
 from vcc.passes.quantize import QuantPlan, TensorQuant, resolve_group_quant
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vcc.calib.preprocess import Preprocess, list_images, load_image, read_rgb
+from vcc.calib.images import list_images, load_image, read_rgb
 from vcc.errors import VccError
+from vcc.ir.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from vcc.compiler.ir import Graph, Node
+from vcc.ir.graph import Graph, Node
 
 EXPORT_OPSET = 17
 

@@ -19,11 +19,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from vcc.compiler.ir import Graph, Node
-from vcc.compiler.verify import verify_graph
 from vcc.errors import VccError
 from vcc.frontends.onnx_eval import evaluate_onnx_node
 from vcc.frontends.onnx_load import fix_input_shapes, load_onnx_file, simplify
+from vcc.ir.graph import Graph, Node
+from vcc.ir.verify import verify_graph
 
 
 @dataclass

@@ -63,7 +63,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from vcc.compiler.ir import Block, Graph, Node
+from vcc.ir.graph import Block, Graph, Node
 
 Env = dict[str, object]
 _NODES = "_nodes"

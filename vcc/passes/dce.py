@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vcc.compiler.ir import Graph
+from vcc.ir.graph import Graph
 
 
 def eliminate_dead_code(graph: Graph) -> Graph:

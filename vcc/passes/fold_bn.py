@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vcc.compiler.ir import Graph, Node
+from vcc.ir.graph import Graph, Node
 
 
 def _bn_affine(g: Graph, bn: Node) -> tuple[np.ndarray, np.ndarray]:

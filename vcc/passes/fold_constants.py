@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from vcc.compiler.ir import Graph
 from vcc.frontends.onnx_eval import evaluate_onnx_nodes
 from vcc.frontends.onnx_export import EXPORT_OPSET, export_nodes
+from vcc.ir.graph import Graph
 
 
 def fold_constants(graph: Graph) -> Graph:

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vcc.compiler.ir import Graph, format_graph
-from vcc.compiler.verify import IRVerificationError, verify_graph
+from vcc.ir.graph import Graph, format_graph
+from vcc.ir.verify import IRVerificationError, verify_graph
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vcc.compiler.ir import Graph, Node
 from vcc.errors import VccError
+from vcc.ir.graph import Graph, Node
 
 QUANTIZABLE = ("Conv", "ConvTranspose", "MatMul")
 FUSED_ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "PRelu")

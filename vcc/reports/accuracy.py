@@ -144,7 +144,7 @@ def eval_set(images: str | os.PathLike | None = None, dataset: str | None = None
     labels; with `images` too, only the photos under `images` count, and when `images` is a folder
     of its own its photos are paired by name with the labels in DIR). `exclude` leaves photos out
     (those used for calibration); `limit` keeps the first N."""
-    from vcc.calib.preprocess import list_images
+    from vcc.calib.images import list_images
 
     name, root = parse_dataset(dataset) if dataset else (None, None)
     if labels is not None:
@@ -353,7 +353,7 @@ def accuracy_report(predictor: Any, data: EvalSet, ref: str | os.PathLike | None
     document (read from the artifact folder when None)."""
     from tqdm import tqdm
 
-    from vcc.calib.preprocess import load_image
+    from vcc.calib.images import load_image
     from vcc.reports.layers import ErrorStats
     from vcc.runtime.reference import OrtSession
 
@@ -489,7 +489,7 @@ def _picture_data(path: Path, row: dict, art: np.ndarray, ref_y: np.ndarray | No
 
 
 def _pictures(p: dict, size: tuple[int, int]) -> dict:
-    from vcc.calib.preprocess import read_rgb
+    from vcc.calib.images import read_rgb
     from vcc.reports.plots import color_mask, diff_map, png_data_uri, thumbnail
 
     h, w = size

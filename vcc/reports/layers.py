@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vcc.compiler.ir import Graph, Node
 from vcc.errors import VccError
+from vcc.ir.graph import Graph, Node
 from vcc.passes.blocks import block_of
 from vcc.passes.quantize import (
     FUSED_ACTIVATIONS,

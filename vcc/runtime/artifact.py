@@ -116,7 +116,7 @@ class Predictor:
 
     @property
     def preprocess(self):
-        from vcc.calib.preprocess import Preprocess
+        from vcc.ir.preprocess import Preprocess
 
         return Preprocess.from_dict(self.manifest["preprocess"])
 

@@ -15,8 +15,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from vcc.compiler.ir import Graph, Node
 from vcc.errors import VccError
+from vcc.ir.graph import Graph, Node
 
 R = relax.op
 Lowering = Callable[["LowerContext", Node], "relax.Expr | list[relax.Expr]"]

@@ -14,6 +14,7 @@ from vcc.frontends.torch_export import export_torch
 from vcc.frontends.zoo import get_model
 from vcc.frontends.zoo.checkpoint import load_checkpoint
 from vcc.frontends.zoo.registry import ZooModel
+from vcc.ir.preprocess import METADATA_KEY
 
 SEED = 0
 
@@ -46,7 +47,7 @@ def build_zoo_module(name: str, weights: str | os.PathLike | None = None,
 
 def zoo_metadata(entry: ZooModel, classes: int, size: tuple[int, int], weights: str) -> dict[str, str]:
     pre = {"size": list(size), "mean": list(entry.mean), "std": list(entry.std), "color": "RGB"}
-    return {"vcc.preprocess": json.dumps(pre), "vcc.classes": str(classes), "vcc.model": entry.name,
+    return {METADATA_KEY: json.dumps(pre), "vcc.classes": str(classes), "vcc.model": entry.name,
             "vcc.weights": weights}
 
 

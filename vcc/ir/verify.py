@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from vcc.compiler.ir import Graph
+from vcc.ir.graph import Graph
 
 
 class IRVerificationError(Exception):

@@ -75,8 +75,8 @@ def build(
     Preprocessing comes from the model's ONNX metadata (written by `vcc export`), else from
     --size/--mean/--std/--bgr, else the input shape with RGB and ImageNet mean/std.
     """
-    from vcc.compiler.build import BuildConfig
-    from vcc.compiler.build import build as run_build
+    from vcc.driver.build import BuildConfig
+    from vcc.driver.build import build as run_build
 
     cfg = BuildConfig(model=model, out=out, dtype=dtype, size=tuple(size) if size else None,
                       mean=_parse_floats(mean, "--mean"), std=_parse_floats(std, "--std"), bgr=bgr,
@@ -110,7 +110,7 @@ def run(
             raise VccError(f"{input}: cannot read the .npy tensor ({e})") from e
         x = x.astype(np.float32) if x.dtype == np.float64 else x
     else:
-        from vcc.calib.preprocess import load_image
+        from vcc.calib.images import load_image
 
         x = load_image(image, pred.preprocess)
     y = pred(x)
@@ -138,9 +138,9 @@ def inspect(
 ) -> None:
     """Show a model as vcc sees it: op histogram, parameters, MACs, the blocks found (ARM, FFM,
     ASPP, HR fusion, residual, PPM) and the IR after passes."""
-    from vcc.compiler.analysis import count_macs, macs_by_op
-    from vcc.compiler.ir import format_graph
     from vcc.frontends.onnx_import import load_model
+    from vcc.ir.analysis import count_macs, macs_by_op
+    from vcc.ir.graph import format_graph
     from vcc.passes import PassManager, default_fp32_pipeline
     from vcc.passes.blocks import blocks_json, count_blocks
 
@@ -304,11 +304,11 @@ def calibrate(
     from vcc.calib.calibrate import CalibrationSettings, write_json
     from vcc.calib.calibrate import calibrate as run_calibration
     from vcc.calib.dataset import calibration_source
-    from vcc.calib.preprocess import resolve_preprocess
-    from vcc.calib.report import write_calibration_html
     from vcc.frontends.onnx_import import load_model
+    from vcc.ir.preprocess import resolve_preprocess
     from vcc.passes import PassManager, default_fp32_pipeline
     from vcc.passes.quantize import plan_quantization
+    from vcc.reports.calibration import write_calibration_html
     from vcc.runtime.artifact import sha256_file
 
     graph = load_model(model, (1, 3, *size) if size else None)

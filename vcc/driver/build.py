@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import vcc
-from vcc.compiler.ir import Graph
 from vcc.errors import VccError
+from vcc.ir.graph import Graph
 from vcc.passes.blocks import block_of, blocks_json
 
 SUPPORTED_DTYPES = ("fp32", "int8")
@@ -78,8 +78,8 @@ def _input_shape(cfg: BuildConfig) -> tuple[int, ...] | None:
 
 
 def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) -> BuildResult:
-    from vcc.calib.preprocess import resolve_preprocess
     from vcc.frontends.onnx_import import load_model
+    from vcc.ir.preprocess import resolve_preprocess
     from vcc.passes import PassManager, default_fp32_pipeline
     from vcc.runtime.artifact import LIBRARY, sha256_file, write_artifact
     from vcc.runtime.codegen import compile_relax, cpu_target, target_description
@@ -155,7 +155,7 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
                                    "key": calibration.document["key"]}
         writers["calibration.json"] = lambda p: write_json(p, calibration.document)
         try:
-            from vcc.calib.report import write_calibration_html
+            from vcc.reports.calibration import write_calibration_html
 
             writers["calibration.html"] = lambda p: write_calibration_html(p, calibration)
         except ImportError:

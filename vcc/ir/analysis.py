@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vcc.compiler.ir import Graph, Node
+from vcc.ir.graph import Graph, Node
 
 
 def node_macs(g: Graph, n: Node) -> int:

@@ -1,1 +1,0 @@
-"""The graph IR, the build driver and the command line."""
