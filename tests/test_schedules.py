@@ -17,7 +17,7 @@ from tvm import relax
 from vcc.errors import VccError
 from vcc.runtime.schedules import optimize_for_cpu, pack_channels
 from vcc.runtime.schedules.conv_schedule import choose_tile
-from vcc.runtime.schedules.pack import pack_array
+from vcc.runtime.schedules.pack_core import pack_array
 
 R = relax.op
 TARGET = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu",

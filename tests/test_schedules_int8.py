@@ -233,7 +233,7 @@ def test_int8_depthwise_vnni_bit_identical(dtype, c, hw, k, stride, dilation):
 
 
 def test_dw_tile():
-    from vcc.runtime.schedules.int8_conv import DW_ACCUMULATORS, dw_tile
+    from vcc.runtime.schedules.int8_schedule import DW_ACCUMULATORS, dw_tile
 
     assert dw_tile(12, 160) == (16, 1) and dw_tile(4, 10) == (10, 2) and dw_tile(3, 6) == (6, 3)
     assert dw_tile(60, 10) == (10, 2) and dw_tile(3, 13) == (13, 1)
@@ -312,7 +312,7 @@ def test_insert_qdq_bisenet_shaped_bit_identical(tmp_path):
 
 
 def test_no_vnni_target_keeps_int8_convs_generic():
-    from vcc.runtime.schedules.int8_conv import has_vnni
+    from vcc.runtime.schedules.vnni_intrin import has_vnni
 
     plain = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512"})
     assert has_vnni(TARGET) and not has_vnni(plain)

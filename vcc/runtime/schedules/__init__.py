@@ -4,8 +4,8 @@
     print(report.table())
 
 See pipeline.py for the route (channel packing, custom conv legalization, fusion, hand
-schedules per fused function), int8_conv.py for the int8 convolutions, and report.py for
-what the report holds.
+schedules per fused function), pack.py for the channel packing, int8_conv.py and
+int8_schedule.py for the int8 convolutions, and report.py for what the report holds.
 """
 
 from __future__ import annotations

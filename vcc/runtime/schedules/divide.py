@@ -24,7 +24,7 @@ import tvm
 from tvm import relax, te, tirx
 from tvm.tirx.op import fma
 
-from .pack import _const_np, _is_const
+from .pack_core import _const_np, _is_const
 
 DIVIDE = "divide"
 _MAX = float(np.finfo(np.float32).max)

@@ -7,34 +7,25 @@
     out      NCHW16c  int32, exact: for int8 data the constant 128 * sum(w) per output channel
              is subtracted again in an elementwise stage that inlines into the epilogue
 
-`pack.py` emits these convs directly (`call_te`), so LegalizeOps never sees them; FuseOps fuses
-the requantization epilogue (bias, astype, scale, ReLU, round / clip / astype) into the
-function, and `schedule_int8_conv_func` tiles it like the fp32 conv (output tile accumulated
-in registers, epilogue inlined into the write-back) with the innermost 16 x 4 tensorized.
+`pack_conv.py` emits these convs directly (`call_te`), so LegalizeOps never sees them; FuseOps
+fuses the requantization epilogue (bias, astype, scale, ReLU, round / clip / astype) into the
+function, and `schedule_int8_conv_func` (int8_schedule.py) tiles it like the fp32 conv (output
+tile accumulated in registers, epilogue inlined into the write-back) with the innermost 16 x 4
+tensorized (vnni_intrin.py).
 
 Two more forms share the schedule machinery: depthwise convs with up to 4 kernel rows pack the
 kernel rows of a channel into the 4 bytes of a VNNI lane (`qconv2d_depthwise_vnni`, one
 vpdpbusd per kernel column for 16 channels; its block is named for its kernel rows so the
 report's MAC count includes them, `dw_lane_taps`), and stride-s transposed convs compute all
 their output phases in one conv over the interleaved output (`qconv2d_transpose_packed`).
-
-The wheel's `dot_16x4_vnni` does not compile with its LLVM 22 (vpdpbusd now takes 64 x i8
-operands) and its accumulator buffer must be global; `VNNI_LOCAL_INTRIN` is ours.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from tvm import s_tir, te, tirx
-from tvm.script import tirx as T
+from tvm import te, tirx
 
 from .conv_compute import BLOCK, DWCONV_BLOCK, PAD_BLOCK, _ints, _out_hw
-from .conv_schedule import choose_tile, conv_with_epilogue, schedule_epilogue
-from .tir_util import (
-    block_name,
-    schedule_elementwise,
-    top_blocks,
-)
 
 QCONV_BLOCK = "qconv2d_nchwc"
 QPAD_BLOCK = "qconv_pad"
@@ -45,124 +36,12 @@ QDW_ROWS_BLOCK = "qdw_rows"
 DW_TAPS = 4  # kernel rows packed into the 4 bytes of one int32 lane
 LANES = 4  # input channels per VNNI dot product
 SHIFT = 128  # int8 -> uint8 offset
-VNNI_LOCAL_INTRIN = "vcc_dot_16x4_vnni_local"
-DW_VNNI_INTRIN = "vcc_dw_16x4_vnni_local"
 
 
 def dw_lane_taps(block: str) -> int:
     """Kernel rows packed into each lane by a VNNI depthwise block named `block` (1 otherwise)."""
     rest = block[len(QDW_BLOCK):] if block.startswith(QDW_BLOCK) else ""
     return int(rest) if rest.isdigit() else 1
-
-
-# --- the intrinsic -------------------------------------------------------------------------------
-
-@T.prim_func(s_tir=True)
-def _dot_desc(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        for i in T.serial(0, 16):
-            for k in T.serial(0, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-
-@T.prim_func(s_tir=True)
-def _dot_vnni(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        a_i32 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-        a_u8x64 = T.reinterpret(T.broadcast(a_i32, 16), dtype="uint8x64")
-        b_i8x64 = B.vload([0, 0], dtype="int8x64")
-        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-            C.vload([0], dtype="int32x16"),
-            a_u8x64,
-            b_i8x64,
-            dtype="int32x16",
-        )
-
-
-def _dw_dot(a, b, t: int):
-    """Byte t of the packed int32 lane `a` (unsigned) times the int8 weight `b`, in int32."""
-    byte = a & 255 if t == 0 else (a >> 8 * t) & 255
-    return byte * b.astype("int32")
-
-
-@T.prim_func(s_tir=True)
-def _dw_desc(
-    A: T.Buffer((16,), "int32", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:16], B[0:16, 0:4])
-        T.writes(C[0:16])
-        for i in T.serial(0, 16):
-            with T.sblock("update"):
-                vi = T.axis.spatial(16, i)
-                C[vi] = C[vi] + (T.bitwise_and(A[vi], 255) * T.Cast("int32", B[vi, 0])
-                                 + T.bitwise_and(T.shift_right(A[vi], 8), 255) * T.Cast("int32", B[vi, 1])
-                                 + T.bitwise_and(T.shift_right(A[vi], 16), 255) * T.Cast("int32", B[vi, 2])
-                                 + T.bitwise_and(T.shift_right(A[vi], 24), 255) * T.Cast("int32", B[vi, 3]))
-
-
-@T.prim_func(s_tir=True)
-def _dw_vnni(
-    A: T.Buffer((16,), "int32", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:16], B[0:16, 0:4])
-        T.writes(C[0:16])
-        a_u8x64 = T.reinterpret(A.vload([0], "int32x16"), dtype="uint8x64")
-        b_i8x64 = B.vload([0, 0], dtype="int8x64")
-        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-            C.vload([0], dtype="int32x16"),
-            a_u8x64,
-            b_i8x64,
-            dtype="int32x16",
-        )
-
-
-# LLVM cpu names with AVX512-VNNI (vpdpbusd on zmm registers)
-VNNI_CPUS = frozenset({"cascadelake", "cooperlake", "icelake-server", "icelake-client", "tigerlake",
-                       "rocketlake", "sapphirerapids", "emeraldrapids", "graniterapids",
-                       "graniterapids-d", "diamondrapids", "znver4", "znver5"})
-
-
-def has_vnni(target) -> bool:
-    """Whether the LLVM target can run the VNNI intrinsic (by mcpu or an explicit mattr)."""
-    mcpu = str(target.attrs.get("mcpu", "") or "")
-    mattr = [str(a) for a in (target.attrs.get("mattr", None) or [])]
-    if "-avx512vnni" in mattr:
-        return False
-    return mcpu in VNNI_CPUS or "+avx512vnni" in mattr
-
-
-_REGISTERED: list[bool] = []
-
-
-def register_vnni_intrin() -> str:
-    """Register our VNNI intrinsics once per process; returns the conv one's name."""
-    if not _REGISTERED:
-        s_tir.TensorIntrin.register(VNNI_LOCAL_INTRIN, _dot_desc, _dot_vnni, override=True)
-        s_tir.TensorIntrin.register(DW_VNNI_INTRIN, _dw_desc, _dw_vnni, override=True)
-        _REGISTERED.append(True)
-    return VNNI_LOCAL_INTRIN
 
 
 # --- weights and compute -------------------------------------------------------------------------
@@ -301,8 +180,8 @@ def qconv2d_transpose_packed(data: te.Tensor, weight: te.Tensor, correction: te.
                              out_hw) -> te.Tensor:
     """Stride-s transposed conv straight into its (N, O/16, OH, OW, 16) int32 output.
 
-    Output phase (ry, rx) = (y % sy, x % sx) is a stride-1 conv of the input (`pack.py` derives
-    its taps); here all phases are one reduction: `weight` is (sy, sx, O/16, I/16, TH, TW, 4,
+    Output phase (ry, rx) = (y % sy, x % sx) is a stride-1 conv of the input (`pack_conv.py`
+    derives its taps); here all phases are one reduction: `weight` is (sy, sx, O/16, I/16, TH, TW, 4,
     16, 4), each phase's packed weight zero-extended to TH x TW taps, and the phase reads input
     row y // sy + offsets_y[ry] + rh of the input padded by `padding` (the same for all). So the
     requantize fuses into the write-back and no phase output goes through memory; the VNNI
@@ -340,6 +219,12 @@ def pack_dw_weight(w: np.ndarray) -> np.ndarray:
     out = np.zeros((c // BLOCK, kw, BLOCK, DW_TAPS), np.int8)
     out[..., :kh] = w[:, 0].reshape(c // BLOCK, BLOCK, kh, kw).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(out)
+
+
+def _dw_dot(a, b, t: int):
+    """Byte t of the packed int32 lane `a` (unsigned) times the int8 weight `b`, in int32."""
+    byte = a & 255 if t == 0 else (a >> 8 * t) & 255
+    return byte * b.astype("int32")
 
 
 def qconv2d_depthwise_vnni(data: te.Tensor, weight: te.Tensor, correction: te.Tensor | None,
@@ -388,115 +273,3 @@ def qconv2d_depthwise_vnni(data: te.Tensor, weight: te.Tensor, correction: te.Te
     return te.compute(acc.shape, lambda b, o, y, x, c: acc[b, o, y, x, c] - correction[0, o, 0, 0, c],
                       name="qconv_unshift")
 
-
-# --- schedule ------------------------------------------------------------------------------------
-
-def find_qconv_block(sch: s_tir.Schedule):
-    found = [b for b in top_blocks(sch) if block_name(sch, b).startswith(QCONV_BLOCK)]
-    return found[0] if len(found) == 1 else None
-
-
-def schedule_int8_conv_func(sch: s_tir.Schedule) -> str:
-    """Register-tiled int8 conv with the VNNI dot product; returns "conv_int8"."""
-    conv = find_qconv_block(sch)
-    if conv is None:
-        raise ValueError("no unique int8 conv block")
-    if block_name(sch, conv).startswith(QDW_BLOCK):
-        return _schedule_int8_depthwise(sch, conv)
-    conv, epilogue, pads, out_shape, reduce_extents = conv_with_epilogue(sch, conv, QPAD_BLOCK, "int8 conv")
-    _, ocb, _, ow, _ = out_shape
-    tile = choose_tile(ocb, ow, False)
-
-    n, ob, oh, ow_l, oi = sch.get_loops(epilogue)
-    ob_o, ob_i = sch.split(ob, [None, tile.oc_tile])
-    ow_o, ow_i = sch.split(ow_l, [None, tile.ow_tile])
-    outer = (n, ob_o, oh)
-    sch.reorder(*outer, ow_o, ob_i, ow_i, oi)
-    sch.compute_at(conv, ow_o)
-    sch.set_scope(conv, 0, "local")
-
-    spatial_ext = [tile.oc_tile, tile.ow_tile, BLOCK]
-    spatial_roles = [r for r, e in zip(("ob", "ow", "oi"), spatial_ext, strict=True) if e > 1]
-    reduce_names = ("rc", "rh", "rw", "ro", "ri")
-    reduce_roles = [r for r, e in zip(reduce_names, reduce_extents, strict=True) if e > 1]
-    inner = sch.get_loops(conv)[4:]
-    expected = [e for e in spatial_ext if e > 1] + [e for e in reduce_extents if e > 1]
-    got = [int(sch.get(lp).extent) for lp in inner]
-    if got != expected or "ri" not in reduce_roles:
-        raise ValueError(f"unexpected int8 conv tile loops {got}, wanted {expected}")
-    roles = dict(zip(spatial_roles + reduce_roles, inner, strict=True))
-    outer_red = [roles[r] for r in reduce_roles if r != "ri"]
-    tiles = [roles[r] for r in ("ob", "ow") if r in roles]
-    sch.reorder(*outer_red, *tiles, roles["oi"], roles["ri"])
-    for lp in tiles:
-        sch.unroll(lp)
-
-    schedule_epilogue(sch, epilogue, outer)
-    first = outer_red[0] if outer_red else (tiles[0] if tiles else roles["oi"])
-    init = sch.decompose_reduction(conv, first)
-    init_loops = sch.get_loops(init)
-    sch.vectorize(init_loops[-1])
-    sch.tensorize(roles["oi"], register_vnni_intrin())
-    for pad in pads:
-        schedule_elementwise(sch, pad)
-    return "conv_int8"
-
-
-DW_ACCUMULATORS = 20  # zmm accumulators of a depthwise tile (the rest hold input columns)
-
-
-def dw_tile(ocb: int, ow: int) -> tuple[int, int]:
-    """(columns, channel blocks) of an int8 depthwise register tile: the widest divisor of the
-    width up to 16 columns, then as many channel blocks as keep the accumulators within
-    DW_ACCUMULATORS (narrow deep maps: 10 columns x 2 blocks), so each weight vector loaded
-    feeds enough independent dot products."""
-    ow_tile = max(t for t in range(1, min(ow, 16) + 1) if ow % t == 0)
-    ob_tile = max(d for d in range(1, ocb + 1) if ocb % d == 0 and d * ow_tile <= DW_ACCUMULATORS)
-    return ow_tile, ob_tile
-
-
-def _schedule_int8_depthwise(sch: s_tir.Schedule, conv) -> str:
-    """VNNI depthwise: (n, row, channel block) in parallel; per row the rows stage is built
-    (vectorised over the 16 channels) and the row is walked in tiles of `ow_tile` columns whose
-    accumulators stay in registers, one vpdpbusd per kernel column and output column; the
-    requantize epilogue is inlined into the tile's write-back. Returns "depthwise" (a hand
-    schedule for the report, like the fp32 one)."""
-    conv, epilogue, rows, out_shape, reduce_extents = conv_with_epilogue(sch, conv, QDW_ROWS_BLOCK,
-                                                                         "int8 depthwise")
-    _, ocb, _, ow, _ = out_shape
-    if len(rows) != 1 or reduce_extents[0] < 2:
-        raise ValueError(f"unexpected int8 depthwise stages: {len(rows)} rows stages, kw {reduce_extents}")
-    ow_tile, ob_tile = dw_tile(ocb, ow)
-    n, ob, oh, ow_l, oi = sch.get_loops(epilogue)
-    ob_o, ob_i = sch.split(ob, [None, ob_tile])
-    ow_o, ow_i = sch.split(ow_l, [None, ow_tile])
-    outer = (n, oh, ob_o)
-    sch.reorder(*outer, ow_o, ob_i, ow_i, oi)
-    sch.compute_at(conv, ow_o)
-    sch.set_scope(conv, 0, "local")
-    inner = sch.get_loops(conv)[4:]
-    tiles = [e for e in (ob_tile, ow_tile) if e > 1]
-    expected = tiles + [BLOCK, reduce_extents[0]]
-    got = [int(sch.get(lp).extent) for lp in inner]
-    if got != expected:
-        raise ValueError(f"unexpected int8 depthwise tile loops {got}, wanted {expected}")
-    *cols, oi_c, rw = inner
-    sch.reorder(rw, *cols, oi_c)
-    for lp in cols:
-        sch.unroll(lp)
-
-    e_loops = sch.get_loops(epilogue)[-3:]
-    sch.vectorize(e_loops[-1])
-    for lp in e_loops[:-1]:
-        if int(sch.get(lp).extent) > 1:
-            sch.unroll(lp)
-    fused = sch.fuse(*outer)
-    sch.parallel(fused)
-    sch.compute_at(rows[0], fused)
-    r_loops = sch.get_loops(rows[0])
-    sch.vectorize(r_loops[-1])
-    init = sch.decompose_reduction(conv, rw)
-    sch.vectorize(sch.get_loops(init)[-1])
-    register_vnni_intrin()
-    sch.tensorize(oi_c, DW_VNNI_INTRIN)
-    return "depthwise"

@@ -30,11 +30,13 @@ from .conv_compute import legalize_packed_conv2d
 from .conv_schedule import find_conv_block, schedule_conv_func
 from .divide import legalize_divide
 from .generic_schedule import schedule_generic_func
-from .int8_conv import dw_lane_taps, find_qconv_block, has_vnni, schedule_int8_conv_func
+from .int8_conv import dw_lane_taps
+from .int8_schedule import find_qconv_block, schedule_int8_conv_func
 from .pack import pack_channels, relax_entries
 from .report import FuncRecord, ScheduleReport
 from .resize_compute import legalize_resize2d
 from .tir_util import block_name, loop_extents, top_blocks
+from .vnni_intrin import has_vnni
 
 SCHEDULED_ATTR = "tirx.is_scheduled"
 _SCHEDULE_ERRORS = (RuntimeError, ValueError)
@@ -51,7 +53,7 @@ def optimize_for_cpu(mod: tvm.IRModule, target: tvm.target.Target | dict
     bound as constants), as `vcc.runtime.lower.lower_to_relax` builds it. Numerics match the
     unoptimised module to float32 rounding (reductions are reordered); integer convolutions
     (int8 builds) are exact, so int8 builds match bit for bit. The int8 VNNI packing needs a
-    target with AVX512-VNNI (`int8_conv.has_vnni`); elsewhere int8 convs keep the generic schedule.
+    target with AVX512-VNNI (`vnni_intrin.has_vnni`); elsewhere int8 convs keep the generic schedule.
     """
     target = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
     if target.kind.name != "llvm":
