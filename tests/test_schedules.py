@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import tvm
+from hostcpu import HOST, SPR, assembly, instructions, runs_here
 from tvm import relax
 
 from vcc.errors import VccError
@@ -20,8 +21,9 @@ from vcc.runtime.schedules.conv_schedule import choose_tile
 from vcc.runtime.schedules.pack_core import pack_array
 
 R = relax.op
-TARGET = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu",
-                            "mcpu": "sapphirerapids", "num-cores": 2})
+# the schedules run on AVX-512 where this host has it, else on the host's own cpu (AVX2: the 16-lane
+# vectors split in two); test_avx512_build_uses_zmm_fmas checks the AVX-512 code on any host
+TARGET = SPR if runs_here(SPR) else HOST
 RNG = np.random.default_rng(0)
 
 
@@ -90,6 +92,20 @@ def test_conv_bias_relu_residual_is_one_tiled_function():
     assert any("add" in f.kind and "relu" in f.kind for f in convs)
     assert report.layout["conv_packed"] == 2
     assert report.layout["to_nchw16c"] == 1 and report.layout["to_nchw"] == 1
+
+
+def test_avx512_build_uses_zmm_fmas():
+    """The packed conv built for Sapphire Rapids computes in 512-bit FMAs (checked in the assembly,
+    so on hosts without AVX-512 too); the host's own build runs (`check` above) and, built for
+    AVX2 only, holds no AVX-512 instruction."""
+    mod, _ = optimize_for_cpu(graph(lambda bb, x: conv(bb, x, 16, 32), (1, 16, 16, 16)), SPR)
+    asm = assembly(tvm.compile(mod, target=SPR))
+    fmas = [line for line in asm.splitlines() if "vfmadd" in line]
+    assert fmas and sum("zmm" in line for line in fmas) >= 0.9 * len(fmas), fmas[:20]
+    haswell = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell"})
+    mod, _ = optimize_for_cpu(graph(lambda bb, x: conv(bb, x, 16, 32), (1, 16, 16, 16)), haswell)
+    asm = assembly(tvm.compile(mod, target=haswell))
+    assert "zmm" not in asm and any(op.startswith("vfmadd") for op in instructions(asm))
 
 
 def test_batchnorm_lowering_form_and_strided_dilated_convs():
