@@ -26,7 +26,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-TARGET = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "sapphirerapids", "num-cores": 2}
+from vcc.runtime.codegen import host_mcpu  # noqa: E402
+
+# this host's cpu by its flags (an AVX-512 / VNNI target on an AVX2-only host dies of SIGILL)
+TARGET = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": host_mcpu(), "num-cores": 2}
 
 
 def conv_model(shape: tuple[int, ...], convs: list[tuple[int, ...]], seed: int = 0

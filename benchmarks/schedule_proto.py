@@ -29,10 +29,12 @@ import tvm  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from tvm import relax  # noqa: E402
 
+from vcc.runtime.codegen import host_mcpu  # noqa: E402
 from vcc.runtime.schedules import optimize_for_cpu  # noqa: E402
 
 R = relax.op
-TARGET = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "sapphirerapids", "num-cores": 2}
+# this host's cpu by its flags (an AVX-512 / VNNI target on an AVX2-only host dies of SIGILL)
+TARGET = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": host_mcpu(), "num-cores": 2}
 N_CLASSES = 19
 
 
