@@ -110,6 +110,27 @@ def test_weights_per_channel_symmetric():
     assert s[3] > 50 * s[0]
 
 
+def test_dead_channels_keep_their_bias():
+    """Trained nets have channels whose weights decayed to ~1e-41 (CGNet: dozens per conv); their
+    output is the bias. max|w|/127 as the weight scale makes the int32 bias code overflow (and
+    underflows to a zero scale), so the channel's constant output was lost."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w[1] = 1e-41  # denormal: max/127 is below float32's smallest normal
+    w[2] = 3e-40
+    w[3] = 0.0
+    b = np.array([0.1, 0.7, -1.3, 2.0], np.float32)
+    s_in = 1e-3
+    q, s = quantize_weights_per_channel(w, 0, b, s_in)
+    assert np.all(np.isfinite(s)) and np.all(s >= np.finfo(np.float32).tiny)
+    b_codes = np.round(b / (s_in * s))
+    assert np.abs(b_codes).max() <= 2**24
+    assert np.abs(b_codes * s_in * s - b).max() <= (s_in * s).max()  # the bias survives
+    assert np.all(q[1:] == 0)  # weights that small are zero for every purpose
+    q0, s0 = quantize_weights_per_channel(w[:1], 0, b[:1], s_in)  # a live channel is untouched
+    assert s0[0] == np.float32(np.abs(w[0]).max() / 127) and np.array_equal(q0, q[:1])
+
+
 def test_tensor_quant_dtype_and_scale():
     assert TensorQuant.from_threshold(2.55, unsigned=True) == TensorQuant(np.float32(0.01).item(), "uint8", 2.55)
     q = TensorQuant.from_threshold(1.27, unsigned=False)

@@ -249,11 +249,35 @@ def resolve_group_quant(plan: QuantPlan, thresholds: Mapping[str, float],
 
 # --- the QDQ rewrite -------------------------------------------------------------------------------
 
-def quantize_weights_per_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+# Bias codes are kept within 2**24 so that the int32 accumulator (bias + the sum of int8 x int8
+# products) never overflows; ONNX Runtime's quantizer raises the weight scale for the same reason.
+BIAS_CODE_MAX = float(2**24)
+# Scales below float32's normal range would be flushed to zero by the kernels (and a weight that
+# small contributes nothing): such a channel is quantized as all zero.
+MIN_SCALE = float(np.finfo(np.float32).tiny)
+
+
+def weight_scales(amax: np.ndarray, bias: np.ndarray | None = None,
+                  s_in: float | None = None) -> np.ndarray:
+    """Symmetric int8 scales for channels of largest magnitude `amax`.
+
+    Raised where needed so that `bias / (s_in * scale)` fits in BIAS_CODE_MAX: trained networks
+    have dead channels (weights decayed to ~1e-41) whose output is their bias, which the
+    plain max/127 scale would clip to nothing in int32."""
+    amax = np.asarray(amax, dtype=np.float64)
+    scale = amax / INT8_MAX
+    if bias is not None and s_in is not None:
+        need = np.abs(np.asarray(bias, dtype=np.float64)) / (float(s_in) * BIAS_CODE_MAX)
+        scale = np.maximum(scale, need)
+    scale = np.where(scale >= MIN_SCALE, scale, 1.0)
+    return scale.astype(np.float32)
+
+
+def quantize_weights_per_channel(w: np.ndarray, axis: int, bias: np.ndarray | None = None,
+                                 s_in: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per channel along `axis`: (int8 weights, float32 scales)."""
     moved = np.moveaxis(w.astype(np.float64), axis, 0).reshape(w.shape[axis], -1)
-    amax = np.abs(moved).max(axis=1)
-    scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
+    scale = weight_scales(np.abs(moved).max(axis=1), bias, s_in)
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.round(w / scale.reshape(shape)), -INT8_MAX, INT8_MAX).astype(np.int8)
@@ -311,13 +335,17 @@ def _quantize_params(g: Graph, n: Node, s_in: float) -> list[Node]:
     wname = n.inputs[1]
     w = g.constants[wname]
     axis = _weight_axis(g, n)
+    has_bias = n.op in ("Conv", "ConvTranspose") and len(n.inputs) > 2 and bool(n.inputs[2])
+    bias = g.constants[n.inputs[2]] if has_bias else None
     if axis is None:
-        amax = float(np.abs(w).max()) or 1.0
-        scale = np.float32(amax / INT8_MAX)
+        need = None if bias is None else np.abs(bias).max(initial=0.0)
+        scale = weight_scales(np.abs(w).max(), need, s_in if bias is not None else None)
         wq = np.clip(np.round(w / scale), -INT8_MAX, INT8_MAX).astype(np.int8)
         w_scale = np.asarray(scale, dtype=np.float32)
     else:
-        wq, w_scale = quantize_weights_per_channel(w, axis)
+        per_channel_bias = bias if bias is not None and bias.shape == (w.shape[axis],) else None
+        wq, w_scale = quantize_weights_per_channel(w, axis, per_channel_bias,
+                                                   s_in if per_channel_bias is not None else None)
     wq_name = g.add_constant(g.fresh_name(f"{n.name}.weight_int8"), wq)
     ws_name = g.add_constant(g.fresh_name(f"{n.name}.weight_scale"), w_scale)
     wzp = g.add_constant(g.fresh_name(f"{n.name}.weight_zero_point"), np.zeros(w_scale.shape, np.int8))
@@ -327,8 +355,8 @@ def _quantize_params(g: Graph, n: Node, s_in: float) -> list[Node]:
     out.append(Node("DequantizeLinear", g.fresh_name(f"{n.name}_weight_DequantizeLinear"),
                     [wq_name, ws_name, wzp], [wdq], attrs))
     n.inputs[1] = wdq
-    if n.op in ("Conv", "ConvTranspose") and len(n.inputs) > 2 and n.inputs[2]:
-        b = g.constants[n.inputs[2]].astype(np.float64)
+    if has_bias:
+        b = bias.astype(np.float64)
         b_scale = (np.float64(s_in) * w_scale.astype(np.float64)).astype(np.float32)
         b_scale = np.broadcast_to(b_scale, b.shape).astype(np.float32).copy()
         bq = np.clip(np.round(b / b_scale), -(2**31), 2**31 - 1).astype(np.int32)
