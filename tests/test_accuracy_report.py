@@ -35,7 +35,13 @@ from vcc.reports.accuracy import (
     parse_dataset,
 )
 from vcc.reports.labels import decode_voc_target
-from vcc.reports.layers import ErrorStats, LayerAnalysis, QuantizedModel, layerwise_graph
+from vcc.reports.layers import (
+    NO_SIGNAL_RMS,
+    ErrorStats,
+    LayerAnalysis,
+    QuantizedModel,
+    layerwise_graph,
+)
 from vcc.reports.metrics import (
     confusion_matrix,
     cosine_similarity,
@@ -121,6 +127,10 @@ def test_error_stats_match_the_metrics_on_concatenated_images():
     same = ErrorStats()
     same.add(refs[0], refs[0])
     assert same.sqnr_db == math.inf and same.cosine == pytest.approx(1.0) and same.rel_error == 0.0
+    assert st.reference_rms == pytest.approx(float(np.sqrt(np.mean(cat_r ** 2))))
+    dead = ErrorStats()  # a dead layer (weights ~1e-41) quantized to zero: 0 dB, but no signal
+    dead.add(np.full(8, 3e-39), np.zeros(8))
+    assert dead.sqnr_db == 0.0 and dead.reference_rms < NO_SIGNAL_RMS < st.reference_rms
 
 
 def test_layerwise_graph_holds_one_quantized_copy_per_node(quantized):

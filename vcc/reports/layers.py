@@ -36,6 +36,10 @@ from vcc.passes.quantize import (
     plan_quantization,
 )
 
+# A reference tensor below this RMS is numerically zero: float32 activations of a working network
+# are ~1e-4..1e3, and the weights of dead channels of trained nets decay to ~1e-41.
+NO_SIGNAL_RMS = 1e-20
+
 
 @dataclass
 class ErrorStats:
@@ -49,6 +53,7 @@ class ErrorStats:
     max_abs: float = 0.0
     max_ref: float = 0.0
     count: int = 0
+    elements: int = 0
 
     def add(self, ref: np.ndarray, test: np.ndarray) -> None:
         r = np.asarray(ref, dtype=np.float64).reshape(-1)
@@ -65,6 +70,7 @@ class ErrorStats:
             self.max_abs = float(np.maximum(self.max_abs, np.abs(d).max()))
             self.max_ref = float(np.maximum(self.max_ref, np.abs(r).max()))
         self.count += 1
+        self.elements += r.size
 
     @property
     def sqnr_db(self) -> float:
@@ -81,6 +87,10 @@ class ErrorStats:
         if den == 0:
             return 1.0 if self.signal == self.test_energy else 0.0
         return self.dot / den
+
+    @property
+    def reference_rms(self) -> float:
+        return math.sqrt(self.signal / self.elements) if self.elements else 0.0
 
     @property
     def rel_error(self) -> float:
@@ -292,7 +302,9 @@ class LayerAnalysis:
     def records(self, blocks: Mapping[str, str | None] | None = None) -> list[dict]:
         """One record per quantized node, worst first: lowest layerwise SQNR (the error the node
         adds on its own), then lowest graphwise SQNR. A node's block is `blocks`' entry for it,
-        else the block the fp32 IR's annotate_blocks pass put it in."""
+        else the block the fp32 IR's annotate_blocks pass put it in. A node whose fp32 output is
+        numerically zero (weights decayed to denormals: trained nets have whole dead layers) has an
+        SQNR of 0 dB or less that means nothing; it is marked `no_signal` and listed last."""
         blocks = {**block_of(self.qm.fp32), **(blocks or {})}
         out = [{
             "node": t.node, "op": t.op, "block": blocks.get(t.node), "depth": t.depth,
@@ -302,5 +314,8 @@ class LayerAnalysis:
             "cosine": t.graphwise_stats.cosine, "layerwise_cosine": t.layerwise_stats.cosine,
             "graphwise_rel_error": t.graphwise_stats.rel_error,
             "layerwise_rel_error": t.layerwise_stats.rel_error,
+            "reference_rms": t.graphwise_stats.reference_rms,
+            "no_signal": t.graphwise_stats.reference_rms < NO_SIGNAL_RMS,
         } for t in self.taps]
-        return sorted(out, key=lambda r: (r["layerwise_sqnr_db"], r["graphwise_sqnr_db"], r["depth"]))
+        return sorted(out, key=lambda r: (r["no_signal"], r["layerwise_sqnr_db"], r["graphwise_sqnr_db"],
+                                          r["depth"]))
