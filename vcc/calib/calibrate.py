@@ -93,7 +93,7 @@ def collect_statistics(graph: Graph, tensors: list[str], source: CalibrationSour
     bar = tqdm(total=len(source), desc="calibrating", unit="img", disable=not progress, file=sys.stderr,
                leave=False)
     for x in source:
-        outs = sess.run(x, outputs=tensors)
+        outs = sess.run(x, outputs=tensors) if tensors else []  # a plan with nothing int8
         for t, arr in zip(tensors, outs, strict=True):
             observers[t].observe(arr)
         images += 1

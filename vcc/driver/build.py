@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import vcc
-from vcc.errors import VccError
+from vcc.errors import BudgetNotMet, VccError
 from vcc.ir.graph import Graph
 from vcc.passes.blocks import block_of, blocks_json
 
@@ -46,6 +46,11 @@ class BuildConfig:
     # --eval: accuracy report (accuracy.json / .html in the artifact) on photos not used for
     # calibration: a folder of photos, or a labelled dataset as NAME:DIR (voc:photos/)
     eval_images: str | None = None
+    # --max-drop: move the nodes that cost most to fp32 until the simulated int8 model is within
+    # this many points of mIoU vs fp32 (on the --eval photos, else calibration's held-out ones)
+    max_drop: float | None = None
+    keep_best: bool = False
+    search_images: int = 16
 
 
 @dataclass
@@ -101,10 +106,16 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
         pm = PassManager(default_fp32_pipeline(), dump_dir=cfg.dump_ir)
         graph = pm.run(graph)
         progress(f"  {len(graph.nodes)} nodes after {', '.join(r.name for r in pm.records)}")
-    calibration = None
+    calibration = search = None
     precisions = {n.name: "fp32" for n in graph.nodes}
+    if cfg.max_drop is not None:
+        if cfg.dtype != "int8":
+            raise VccError("--max-drop applies to --dtype int8 builds")
+        if not (cfg.max_drop >= 0 and cfg.max_drop < float("inf")):
+            raise VccError(f"--max-drop {cfg.max_drop}: the budget is a number of mIoU points >= 0")
     if cfg.dtype == "int8":
-        graph, calibration, precisions = _quantize_int8(cfg, graph, pre, timer, progress)
+        fp32_graph = graph
+        graph, calibration, precisions, search = _quantize_int8(cfg, graph, pre, timer, progress)
     with timer.stage("lower"):
         plain = lower_to_relax(graph)
         target = cpu_target(cfg.mcpu, cfg.num_cores)
@@ -142,12 +153,15 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
 
         manifest["quantization"] = {"scheme": "int8 per-channel symmetric weights, per-tensor uint8/int8 "
                                               "activations with zero point 0, int32 bias",
-                                    "fallback": list(cfg.fallback),
+                                    "fallback": list(cfg.fallback) + (search.moved_nodes if search else []),
                                     "attention_fp32": cfg.attention_fp32,
                                     "block_rules": cfg.block_rules,
                                     "output_fp32": cfg.output_fp32,
                                     "fp32_nodes": calibration.document["summary"]["fp32_nodes"],
                                     "int8_nodes": [n["name"] for n in manifest["nodes"] if n["precision"] == "int8"]}
+        if search is not None:
+            with timer.stage("check"):
+                manifest["precision_search"] = _check_search(search, executable, fp32_graph, progress)
         manifest["calibration"] = {"method": cfg.calib_method, "file": "calibration.json",
                                    "images": calibration.document["summary"]["images_used"],
                                    "from_cache": calibration.from_cache,
@@ -166,8 +180,17 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
             progress(f"  {report.document['verdict']}")
         writers["accuracy.json"] = report.write_json
         writers["accuracy.html"] = report.write_html
+    if search is not None and not search.met:
+        if not cfg.keep_best:
+            raise BudgetNotMet(f"--max-drop {cfg.max_drop:g}: no fallback found within the budget "
+                               f"(best: {search.best.drop:.2f} points with {search.best.moved} node(s) in fp32); "
+                               "nothing written (--keep-best writes the best artifact found)")
     with timer.stage("write"):
         out = write_artifact(cfg.out, {**manifest, "build_seconds": timer.seconds}, writers)
+    if search is not None and not search.met:
+        raise BudgetNotMet(f"--max-drop {cfg.max_drop:g}: budget not met; the best artifact found "
+                           f"({search.best.drop:.2f} points, {search.best.moved} node(s) in fp32) was "
+                           f"written to {out} (--keep-best)")
     return BuildResult(out, manifest, timer.seconds, graph)
 
 
@@ -212,6 +235,11 @@ def _quantize_int8(cfg: BuildConfig, graph: Graph, pre, timer: StageTimer, progr
             f"{calibration.document['summary']['images_used']} {source.kind}"
         progress(f"  {len(plan.nodes)} nodes int8, {len(plan.skipped)} compute nodes fp32, "
                  f"{len(plan.tensors)} tensors calibrated ({cfg.calib_method}, {how})")
+    search = None
+    if cfg.max_drop is not None:
+        with timer.stage("search"):
+            search, plan, calibration = _precision_search(cfg, graph, pre, plan, source, settings,
+                                                          calibration, progress)
     with timer.stage("quantize"):
         qgraph = insert_qdq(graph, plan, calibration.quant)
         if cfg.emit_qdq is not None:
@@ -225,7 +253,79 @@ def _quantize_int8(cfg: BuildConfig, graph: Graph, pre, timer: StageTimer, progr
     for n in qgraph.nodes:
         if n.op in ("QuantizeLinear", "DequantizeLinear"):
             precisions[n.name] = n.op
-    return qgraph, calibration, precisions
+    return qgraph, calibration, precisions, search
+
+
+def _precision_search(cfg: BuildConfig, graph: Graph, pre, plan, source, settings, calibration, progress):
+    """--max-drop: search the fallback on held-out photos; the plan and calibration to build."""
+    from vcc.calib.calibrate import calibrate
+    from vcc.calib.dataset import CalibrationSource, calibration_source, choose_evenly
+    from vcc.driver.precision_search import search_fallback
+    from vcc.passes.quantize import plan_quantization
+    from vcc.runtime.artifact import sha256_file
+
+    shape = graph.shape(graph.inputs[0])
+    used = {p.resolve() for p in source.files}
+    if cfg.eval_images is not None:
+        from vcc.reports.accuracy import eval_set_from_spec
+
+        files = eval_set_from_spec(cfg.eval_images, exclude=source.files).images
+        held = CalibrationSource(Path(cfg.eval_images.partition(":")[2] or cfg.eval_images), files, "images",
+                                 tuple(shape), pre)
+        where = f"--eval {cfg.eval_images}"
+    else:
+        every = calibration_source(cfg.calib, shape, pre, None)
+        held = CalibrationSource(every.folder, [p for p in every.files if p.resolve() not in used],
+                                 every.kind, every.input_shape, pre)
+        where = f"the photos of --calib {cfg.calib} that calibration did not use"
+    held.files = choose_evenly(held.files, cfg.search_images)
+    inputs = list(held)
+    if not inputs:
+        raise VccError(f"--max-drop needs photos calibration did not use, and {where} holds none: "
+                       "give --eval DIR (or NAME:DIR), or fewer --num-calib than --calib has photos")
+    progress(f"  searching the fp32 fallback for a drop <= {cfg.max_drop:g} points of mIoU vs fp32 "
+             f"on {len(inputs)} held-out photos")
+
+    def plan_for(extra):
+        return plan_quantization(graph, tuple(cfg.fallback) + tuple(extra), cfg.attention_fp32,
+                                 block_rules=cfg.block_rules, output_fp32=cfg.output_fp32)
+
+    search = search_fallback(graph, plan_for, calibration.quant, inputs, [str(p) for p in held.files],
+                             cfg.max_drop, progress)
+    progress("  " + search.summary())
+    if search.moved_nodes:  # calibrate the plan that is built, so calibration.json matches it
+        plan = plan_for(search.moved_nodes)
+        calibration = calibrate(graph, plan, source, sha256_file(cfg.model), pre.to_dict(), settings, None)
+    return search, plan, calibration
+
+
+def _check_search(search, executable, fp32_graph: Graph, progress) -> dict:
+    """The compiled artifact's own drop on the search photos, beside the simulation's."""
+    import numpy as np
+    import tvm
+    from tvm import relax
+
+    from vcc.frontends.onnx_export import export_onnx
+    from vcc.reports.metrics import OutputComparison
+    from vcc.runtime.reference import OrtSession
+
+    doc = search.to_dict()
+    inputs = search.inputs
+    ref = OrtSession(export_onnx(fp32_graph), optimize=False)
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    cmp = OutputComparison()
+    for x in inputs:
+        out = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x), tvm.cpu()))
+        cmp.add(ref.run(x)[0], (out if hasattr(out, "numpy") else out[0]).numpy())
+    s = cmp.summary()
+    drop = 100.0 * (1.0 - s["miou_vs_fp32"])
+    doc["artifact"] = {"drop": round(drop, 4), "agreement": round(s["agreement"], 6),
+                       "meets_budget": drop <= search.budget}
+    progress(f"  the compiled artifact on the search photos: drop {drop:.2f} points, agreement "
+             f"{100 * s['agreement']:.2f}%" + ("" if drop <= search.budget else
+                                               f"  WARNING: over the {search.budget:g}-point budget "
+                                               "(the simulation was within it)"))
+    return doc
 
 
 def _node_records(graph: Graph, precisions: dict[str, str], blocks: dict[str, str]) -> list[dict]:

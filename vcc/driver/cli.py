@@ -66,6 +66,8 @@ def build(
     block_rules: Annotated[bool, typer.Option("--block-rules/--no-block-rules", help="int8: apply the quantization rules of recognised blocks (ARM / FFM attention vectors and ASPP / PPM pooling branches in fp32; default). --no-block-rules quantizes block members like any node.")] = True,
     output_fp32: Annotated[bool, typer.Option("--output-fp32/--quantize-output", help="int8: keep the convs that write the model output (the logits) in fp32 (default; a fraction of a percent of the MACs, and the last rounding before the argmax). --quantize-output quantizes them too.")] = True,
     eval_images: Annotated[str | None, typer.Option("--eval", help="Write accuracy.json / accuracy.html into the artifact: the build vs fp32 on these photos (DIR, or a labelled dataset NAME:DIR), leaving out those used for calibration.")] = None,
+    max_drop: Annotated[float | None, typer.Option(help="int8: the mIoU-vs-fp32 points int8 may lose: the nodes that cost most move to fp32 until the simulated model is within it, measured on the --eval photos, else on the --calib photos calibration did not use. Not met: exit 1.")] = None,
+    keep_best: Annotated[bool, typer.Option("--keep-best", help="int8 --max-drop: write the best artifact found even when the budget is not met (still exit 1).")] = False,
 ) -> None:
     """Compile MODEL into a TVM artifact (a library + manifest.json) for this CPU.
 
@@ -83,7 +85,7 @@ def build(
                       mcpu=mcpu, num_cores=num_cores, dump_ir=dump_ir, schedules=schedules,
                       calib=calib, calib_method=calib_method, percentile=percentile, num_calib=num_calib,
                       calib_cache=calib_cache, emit_qdq=emit_qdq, attention_fp32=attention_fp32, block_rules=block_rules,
-                      output_fp32=output_fp32, eval_images=eval_images,
+                      output_fp32=output_fp32, eval_images=eval_images, max_drop=max_drop, keep_best=keep_best,
                       fallback=tuple(f.strip() for f in fallback.split(",") if f.strip()) if fallback else ())
     result = run_build(cfg, progress=_echo)
     total = sum(result.stage_seconds.values())
@@ -459,7 +461,7 @@ def main() -> None:
         app()
     except VccError as e:
         typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))
 
 
 if __name__ == "__main__":
