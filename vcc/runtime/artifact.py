@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,13 +91,26 @@ def read_manifest(art_dir: str | os.PathLike, check_files: bool = True) -> dict:
 
 
 class Predictor:
-    """A loaded artifact: `predictor(x)` runs a float32 NCHW array and returns the first output."""
+    """A loaded artifact: `predictor(x)` runs a float32 NCHW array and returns the first output.
 
-    def __init__(self, art_dir: Path, manifest: dict, vm, device):
+    Safe to share between threads: a Relax VM keeps its register file and frames in the VM
+    object, so two threads inside one VM corrupt each other (seen: `Check failed: reg <
+    frame->register_file.size()`, mismatched-argument TypeErrors, segfaults). Each call holds
+    a lock around the one VM, from the input copy to the output copy back into numpy, so N
+    threads get exactly the sequential results, one call at a time, each call using TVM's whole
+    thread pool. The alternative, one VM per thread (created lazily from the loaded module),
+    was measured and did not pay: with 2 threads on 2 cores (hrnetv2_w18_small_v1 at 64x64,
+    `benchmarks/predictor_threads.py`) the lock gave 56 calls/s fp32 and 14.4 int8 against 51 and
+    14.1 per thread (sequential 53 and 13.5): the cores are already busy inside one call, and
+    concurrent calls only oversubscribe them (each calling thread gets its own TVM pool).
+    """
+
+    def __init__(self, art_dir: Path | None, manifest: dict, vm, device):
         self.path = art_dir
         self.manifest = manifest
         self._vm = vm
         self._device = device
+        self._lock = threading.Lock()
         self.input = manifest["inputs"][0]
         self.outputs = manifest["outputs"]
 
@@ -127,10 +141,11 @@ class Predictor:
         if tuple(x.shape) != want or x.dtype != np.dtype(self.input["dtype"]):
             raise VccError(f"input {self.input['name']!r} expects {self.input['dtype']}{list(want)}, "
                            f"got {x.dtype}{list(x.shape)}")
-        out = self._vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x), self._device))
-        if len(self.outputs) == 1:
-            return [out.numpy()]
-        return [o.numpy() for o in out]
+        with self._lock:
+            out = self._vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x), self._device))
+            if len(self.outputs) == 1:
+                return [out.numpy()]
+            return [o.numpy() for o in out]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.run_all(x)[0]
@@ -139,4 +154,5 @@ class Predictor:
         """Run without copying the result back (for latency measurement)."""
         import tvm
 
-        self._vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x), self._device))
+        with self._lock:
+            self._vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x), self._device))
