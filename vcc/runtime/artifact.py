@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from vcc.errors import VccError
+from vcc.runtime.manifest import FORMAT_VERSION, seal, validate_manifest
 
 MANIFEST = "manifest.json"
 LIBRARY = "model.so"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT_VERSION", "LIBRARY", "MANIFEST", "Predictor", "read_manifest", "sha256_file", "write_artifact"]
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -50,8 +51,8 @@ def write_artifact(out_dir: str | os.PathLike, manifest: dict,
         for name, write in writers.items():
             write(tmp / name)
             files[name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-        manifest = {**manifest, "format_version": FORMAT_VERSION, "files": files}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        manifest = seal({**manifest, "files": files})
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n")
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             if old.exists():
@@ -68,6 +69,8 @@ def write_artifact(out_dir: str | os.PathLike, manifest: dict,
 
 
 def read_manifest(art_dir: str | os.PathLike, check_files: bool = True) -> dict:
+    """The artifact's manifest, validated (format version, self-hash, schema: see
+    `vcc.runtime.manifest`), and with `check_files` every listed file checked by size and sha256."""
     art_dir = Path(art_dir)
     if not art_dir.is_dir():
         raise VccError(f"{art_dir}: no such artifact directory")
@@ -76,16 +79,17 @@ def read_manifest(art_dir: str | os.PathLike, check_files: bool = True) -> dict:
         raise VccError(f"{art_dir}: not a vcc artifact ({MANIFEST} is missing)")
     try:
         manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise VccError(f"{mpath}: corrupt manifest ({e})") from e
-    if manifest.get("format_version") != FORMAT_VERSION or "files" not in manifest:
-        raise VccError(f"{mpath}: unknown artifact format {manifest.get('format_version')!r}")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise VccError(f"{mpath}: corrupt manifest ({str(e)[:120]})") from e
+    except OSError as e:
+        raise VccError(f"{mpath}: cannot read the manifest ({e.strerror or e})") from e
+    validate_manifest(manifest, mpath, LIBRARY)
     if check_files:
         for name, info in manifest["files"].items():
             path = art_dir / name
             if not path.is_file():
                 raise VccError(f"{art_dir}: artifact file {name} is missing")
-            if sha256_file(path) != info["sha256"]:
+            if path.stat().st_size != info["bytes"] or sha256_file(path) != info["sha256"]:
                 raise VccError(f"{art_dir}: artifact file {name} was altered (sha256 differs from the manifest)")
     return manifest
 
