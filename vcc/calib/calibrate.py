@@ -90,15 +90,14 @@ def collect_statistics(graph: Graph, tensors: list[str], source: CalibrationSour
     sess = OrtSession(export_onnx(graph, extra_outputs=tensors), threads=threads)
     observers = {t: HistogramObserver(t) for t in tensors}
     images = 0
-    bar = tqdm(total=len(source), desc="calibrating", unit="img", disable=not progress, file=sys.stderr,
-               leave=False)
-    for x in source:
-        outs = sess.run(x, outputs=tensors) if tensors else []  # a plan with nothing int8
-        for t, arr in zip(tensors, outs, strict=True):
-            observers[t].observe(arr)
-        images += 1
-        bar.update(1)
-    bar.close()
+    with tqdm(total=len(source), desc="calibrating", unit="img", disable=not progress, file=sys.stderr,
+              leave=False) as bar:  # closed (its line cleared) before an error propagates
+        for x in source:
+            outs = sess.run(x, outputs=tensors) if tensors else []  # a plan with nothing int8
+            for t, arr in zip(tensors, outs, strict=True):
+                observers[t].observe(arr)
+            images += 1
+            bar.update(1)
     if images == 0:
         raise VccError(f"{source.folder}: no calibration input could be read")
     return observers, images

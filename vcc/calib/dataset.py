@@ -81,13 +81,18 @@ class CalibrationSource:
 def _load_npy(p: Path, shape: tuple[int, ...]) -> np.ndarray:
     try:
         x = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise VccError(f"{p}: cannot read the .npy tensor ({e})") from e
+    except (OSError, ValueError, EOFError) as e:
+        raise VccError(f"{p}: cannot read the .npy tensor ({str(e)[:160]})") from e
+    if x.dtype.kind not in "fiu":
+        raise VccError(f"{p}: a .npy tensor of dtype {x.dtype} cannot be a calibration input (need real numbers)")
     if x.shape == tuple(shape[1:]):
         x = x[None]
     if x.shape != tuple(shape):
         raise VccError(f"{p}: tensor of shape {list(x.shape)} does not match the model input {list(shape)}")
-    return np.ascontiguousarray(x.astype(np.float32))
+    x = np.ascontiguousarray(x.astype(np.float32))
+    if not np.isfinite(x).all():
+        raise VccError(f"{p}: the tensor holds NaN or infinite values (or values beyond float32)")
+    return x
 
 
 def calibration_source(folder: str | os.PathLike, input_shape: Sequence[int], preprocess: Preprocess | None,

@@ -27,8 +27,10 @@ def read_rgb(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise VccError(f"{path}: cannot read the image ({e})") from e
+    except Image.DecompressionBombError as e:  # PIL's pixel limit (a decompression bomb?)
+        raise VccError(f"{path}: cannot read the image: {str(e).splitlines()[0][:160]}") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise VccError(f"{path}: cannot read the image ({str(e)[:160]})") from e
 
 
 def preprocess_image(img: Image.Image, pre: Preprocess) -> np.ndarray:

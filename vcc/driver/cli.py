@@ -455,13 +455,68 @@ def _ort_int8_model(ref: Path, out: Path, calib: Path | None, shape, preprocess)
     return ort_quantize_static(ref, out, inputs, "entropy")
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+MAX_ERROR_CHARS = 400
+
+
+def error_line(e: BaseException) -> str:
+    """One line for an error: newlines folded, long messages (IR dumps) cut to MAX_ERROR_CHARS.
+    A VccError is bad input; anything else that reaches the CLI is a vcc bug, said so."""
+    text = str(e) if isinstance(e, VccError) else f"internal error ({type(e).__name__}: {e}); this is a vcc bug"
+    text = " ".join(text.split())
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS - 5] + " ...]" if "[" in text[:MAX_ERROR_CHARS] else text[:MAX_ERROR_CHARS - 4] + " ..."
+    return f"error: {text}"
+
+
+def _close_progress_bars() -> None:
+    """Close every live tqdm bar (an exception can leave one open mid-line) before an error prints."""
+    tqdm_mod = sys.modules.get("tqdm")
+    if tqdm_mod is None:
+        return
+    for bar in list(getattr(tqdm_mod.tqdm, "_instances", ())):
+        try:
+            bar.leave = False
+            bar.close()
+        except Exception:  # a bar in a broken state: the error line matters more
+            pass
+    sys.stderr.flush()
+
+
+def run_cli(argv: list[str]) -> int:
+    """Run the command line on `argv` in this process and return its exit code: 0, 1 (a failed
+    gate, or a vcc bug: one line, the traceback only with VCC_DEBUG=1), 2 (bad input: a
+    VccError, one line)."""
+    import os
+    import traceback
+
     try:
-        app()
-    except VccError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(getattr(e, "exit_code", 2))
+        app(argv)  # typer's standalone mode: usage errors, --help, typer.Exit become SystemExit
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except Exception as e:
+        _close_progress_bars()
+        sys.stdout.flush()
+        if os.environ.get("VCC_DEBUG") and not isinstance(e, VccError):
+            traceback.print_exc()
+        # a progress line left open ("[compile] ..." without its newline) is closed first
+        sys.stderr.write(error_line(e) + "\n")
+        sys.stderr.flush()
+        return getattr(e, "exit_code", 2) if isinstance(e, VccError) else 1
+
+
+def main() -> None:
+    import os
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    code = run_cli(sys.argv[1:])
+    if code in (1, 2):
+        # leave without running the interpreter's teardown: TVM objects collected then print
+        # warnings ("BlockBuilder destroyed with remaining blocks!") after the error line
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -81,22 +81,91 @@ def fix_input_shapes(model: onnx.ModelProto, input_shape: Sequence[int] | None,
 def simplify(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     """onnxsim (constant folding of shape arithmetic, dead nodes), then onnx shape inference.
 
-    If onnxsim cannot handle the model (an op it does not know, say), fall back to shape
-    inference alone: our importer folds what remains and reports unsupported ops itself.
+    onnxsim runs only on a model that passed `validate_model`, and in a forked child process,
+    so a crash inside it (a signal: SIGFPE, SIGSEGV) is a warning, not the end of vcc. If onnxsim
+    cannot handle the model (an op it does not know, say), fall back to shape inference alone:
+    our importer folds what remains and reports unsupported ops itself.
     """
+    simplified = _onnxsim_isolated(model, source) if hasattr(os, "fork") else _onnxsim(model, source)
+    if simplified is not None:
+        model = simplified
+    try:
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception as e:
+        log.warning("%s: onnx shape inference failed: %s", source, str(e).splitlines()[0][:200] if str(e) else e)
+    return model
+
+
+def _onnxsim(model: onnx.ModelProto, source: str) -> onnx.ModelProto | None:
     try:
         import onnxsim
 
         simplified, ok = onnxsim.simplify(model)
-        if ok:
-            model = simplified
-        else:
-            log.warning("%s: onnxsim could not validate its result; using the unsimplified model", source)
     except Exception as e:  # onnxsim raises plain RuntimeErrors from C++
         log.warning("%s: onnxsim failed (%s); continuing with shape inference only", source,
-                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+                    str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        return None
+    if not ok:
+        log.warning("%s: onnxsim could not validate its result; using the unsimplified model", source)
+        return None
+    return simplified
+
+
+ONNXSIM_TIMEOUT_S = 900
+
+
+def _onnxsim_isolated(model: onnx.ModelProto, source: str) -> onnx.ModelProto | None:
+    """`_onnxsim` in a forked child that writes the simplified model to a temporary file."""
+    import signal
+    import tempfile
+    import time
+    import warnings
+
     try:
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except Exception as e:
-        log.warning("%s: onnx shape inference failed: %s", source, e)
-    return model
+        import onnxsim  # noqa: F401  (imported here, once: the child then forks with it loaded)
+    except ImportError as e:
+        log.warning("%s: onnxsim is not installed (%s); continuing with shape inference only", source, e)
+        return None
+    with tempfile.TemporaryDirectory(prefix="vcc-onnxsim-") as tmp:
+        out = Path(tmp) / "simplified.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "process is multi-threaded, fork()..."
+            pid = os.fork()
+        if pid == 0:  # the child: never returns into vcc
+            code = 1
+            try:
+                # onnxsim prints tracebacks and progress of its own: into a file, not the terminal
+                fd = os.open(Path(tmp) / "output.txt", os.O_WRONLY | os.O_CREAT, 0o600)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                simplified = _onnxsim(model, source)
+                if simplified is not None:
+                    out.write_bytes(simplified.SerializeToString())
+                    code = 0
+                else:
+                    code = 3
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + ONNXSIM_TIMEOUT_S
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                log.warning("%s: onnxsim did not finish in %d s; continuing with shape inference only",
+                            source, ONNXSIM_TIMEOUT_S)
+                return None
+            time.sleep(0.01)
+        if os.WIFSIGNALED(status):
+            sig = signal.Signals(os.WTERMSIG(status)).name
+            log.warning("%s: onnxsim crashed (%s); continuing with shape inference only", source, sig)
+            return None
+        if os.WEXITSTATUS(status) != 0 or not out.is_file():
+            said = (Path(tmp) / "output.txt").read_text(errors="replace").strip().splitlines()
+            warned = [ln for ln in said if ln.startswith("WARNING:") and "onnxsim" in ln]
+            log.warning("%s", (warned[-1][len("WARNING: "):] if warned else
+                               f"{source}: onnxsim failed; continuing with shape inference only")[:300])
+            return None
+        return onnx.load_model_from_string(out.read_bytes())

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+from vcc.errors import VccError
 from vcc.ir.graph import Graph
 
 
-class IRVerificationError(Exception):
-    """The IR broke an invariant: a bug in an importer or a pass, not bad user input."""
+class IRVerificationError(VccError):
+    """The IR broke an invariant: a bug in an importer or a pass, or a model the importer let
+    through (a graph with no outputs, say); a VccError, so the CLI reports it in one line."""
 
 
 def verify_graph(g: Graph) -> None:

@@ -26,6 +26,7 @@ from onnx import numpy_helper
 from vcc.errors import VccError
 from vcc.frontends.onnx_eval import evaluate_onnx_node
 from vcc.frontends.onnx_load import fix_input_shapes, load_onnx_file, simplify
+from vcc.frontends.onnx_validate import validate_model
 from vcc.ir.graph import Graph
 from vcc.ir.verify import verify_graph
 
@@ -118,7 +119,13 @@ def import_onnx_model(model: onnx.ModelProto, source: str = "<model>") -> Graph:
                 if out and out in ctx.shapes and ctx.shapes[out][0] is not None:
                     ctx.declare_output(node, k)
             continue
-        handler(ctx, node, a)
+        try:
+            handler(ctx, node, a)
+        except VccError:
+            raise
+        except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError, OverflowError) as e:
+            raise VccError(f"{source}: node {node.name or node.output[0]!r} ({node.op_type}): "
+                           f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else 'invalid'}") from e
 
     if ctx.unsupported:
         by_op: dict[str, list[str]] = {}
@@ -161,5 +168,6 @@ def load_model(path: str | os.PathLike, input_shape: Sequence[int] | None = None
     source = str(path)
     model = load_onnx_file(path)
     fix_input_shapes(model, input_shape, source)
+    validate_model(model, source)  # before onnxsim or any other third-party code sees it
     model = simplify(model, source)
     return import_onnx_model(model, source)

@@ -16,6 +16,10 @@ def _conv(ctx, node, a):
     strides = list(a.get("strides", [1, 1]))
     dilations = list(a.get("dilations", [1, 1]))
     pads = explicit_pads(node, a, shape[2:], kernel, strides, dilations, ctx.source)
+    group = int(a.get("group", 1))
+    if w.ndim != 4 or w.shape[1] * group != shape[1] or w.shape[0] % group:
+        raise VccError(f"{ctx.source}: node {node.name!r} (Conv): weight {list(w.shape)} with group {group} "
+                       f"does not fit the input {list(shape)} (need [M, C/group, kH, kW], M divisible by group)")
     inputs = [x, node.input[1]] + ([node.input[2]] if len(node.input) > 2 and node.input[2] else [])
     ctx.emit(node, "Conv", inputs, {"kernel_shape": kernel, "strides": strides, "pads": pads,
                                     "dilations": dilations, "group": int(a.get("group", 1))})
@@ -24,8 +28,11 @@ def _conv(ctx, node, a):
 @importer("ConvTranspose")
 def _conv_transpose(ctx, node, a):
     x = node.input[0]
-    check_2d(ctx, node, x)
+    shape = check_2d(ctx, node, x)
     w = ctx.require_const(node, 1, "the weight")
+    if w.ndim != 4 or w.shape[0] != shape[1] or int(a.get("group", 1)) <= 0 or w.shape[0] % int(a.get("group", 1)):
+        raise VccError(f"{ctx.source}: node {node.name!r} (ConvTranspose): weight {list(w.shape)} does not "
+                       f"fit the input {list(shape)} (need [C, M/group, kH, kW])")
     kernel = list(a.get("kernel_shape", w.shape[2:]))
     strides = list(a.get("strides", [1, 1]))
     dilations = list(a.get("dilations", [1, 1]))

@@ -28,8 +28,14 @@ def _transpose(ctx, node, a):
 
 @importer("Concat")
 def _concat(ctx, node, a):
-    rank = len(ctx.input_shape(node.input[0]))
-    ctx.emit(node, "Concat", list(node.input), {"axis": norm_axis(int(a["axis"]), rank)})
+    shapes = [ctx.input_shape(i) for i in node.input]
+    rank = len(shapes[0])
+    axis = norm_axis(int(a["axis"]), rank)
+    if any(len(s) != rank or any(d != e for k, (d, e) in enumerate(zip(s, shapes[0], strict=True)) if k != axis)
+           for s in shapes):
+        raise VccError(f"{ctx.source}: node {node.name!r} (Concat): inputs {[list(s) for s in shapes]} differ "
+                       f"outside the axis {axis}")
+    ctx.emit(node, "Concat", list(node.input), {"axis": axis})
 
 
 @importer("Split")

@@ -3,6 +3,8 @@ spelled out (Upsample and opset < 11 are asymmetric / floor)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from vcc.errors import VccError
 from vcc.ir.graph import Node
 
@@ -17,6 +19,7 @@ def _resize(ctx, node, a):
     if tuple(out_shape[:2]) != tuple(shape[:2]):
         raise VccError(f"{ctx.source}: node {node.name!r}: {node.op_type} over the batch or channel "
                        f"axis ({shape} -> {out_shape}) is not supported")
+    _check_scales_sizes(ctx, node, a, shape, out_shape)
     mode = text_attr(a.get("mode"), "nearest")
     if node.op_type == "Upsample" or ctx.opset < 11:
         coord = "asymmetric"
@@ -37,3 +40,27 @@ def _resize(ctx, node, a):
              "exclude_outside": int(a.get("exclude_outside", 0))}
     ctx.graph.nodes.append(Node("Resize", ctx.graph.fresh_name(node.name or out), [node.input[0]],
                                 [out], attrs))
+
+
+def _check_scales_sizes(ctx, node, a, shape, out_shape) -> None:
+    """Constant scales / sizes must give the output shape the model declares (else the declared
+    shape would silently win)."""
+    where = f"{ctx.source}: node {node.name!r} ({node.op_type})"
+    if "scales" in a:  # Upsample-7
+        scales = np.asarray(a["scales"], np.float64)
+    else:
+        k = 1 if node.op_type == "Upsample" or len(node.input) == 2 else 2
+        scales = ctx.const(node.input[k]) if len(node.input) > k else None
+    sizes = ctx.const(node.input[3]) if node.op_type == "Resize" and len(node.input) > 3 else None
+    for what, vals in (("scales", scales), ("sizes", sizes)):
+        if vals is None or not np.asarray(vals).size:
+            continue
+        vals = np.asarray(vals, np.float64).ravel()
+        if vals.size != len(shape):
+            raise VccError(f"{where}: {what} {vals.tolist()} has {vals.size} values for a "
+                           f"{len(shape)}-D input {list(shape)}")
+        want = [int(np.floor(d * v)) for d, v in zip(shape, vals, strict=True)] if what == "scales" \
+            else [int(v) for v in vals]
+        if want != list(out_shape):
+            raise VccError(f"{where}: {what} {vals.tolist()} on input {list(shape)} give {want}, but the "
+                           f"model declares the output {list(out_shape)}")

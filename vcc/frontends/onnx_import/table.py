@@ -91,6 +91,10 @@ def node_attrs(node: onnx.NodeProto) -> dict:
 
 
 def norm_axis(axis: int, rank: int) -> int:
+    """`axis` in [-rank, rank) as a non-negative axis; out of range is a ValueError (the import
+    driver names the node)."""
+    if not -rank <= axis < rank:
+        raise ValueError(f"axis {axis} is out of range for a {rank}-D tensor")
     return axis + rank if axis < 0 else axis
 
 

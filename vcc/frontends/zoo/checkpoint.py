@@ -67,6 +67,14 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> None:
                 more = f" (+{len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
                 parts.append(f"{len(keys)} {what}: {', '.join(keys[:_SHOW])}{more}")
         raise VccError(f"{path}: the checkpoint does not fit {type(module).__name__}: " + "; ".join(parts))
+    bad = [k for k, v in sd.items() if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" (+{len(bad) - _SHOW} more)" if len(bad) > _SHOW else ""
+        raise VccError(f"{path}: {len(bad)} checkpoint tensors hold NaN or infinite values: "
+                       f"{', '.join(bad[:_SHOW])}{more}")
+    wrong = [f"{k} {sd[k].dtype}" for k in own if k in sd and own[k].is_floating_point() != sd[k].is_floating_point()]
+    if wrong:
+        raise VccError(f"{path}: checkpoint tensors of the wrong kind (float vs integer): {', '.join(wrong[:_SHOW])}")
     for k, v in own.items():
         if k.endswith("num_batches_tracked") and k not in sd:
             sd[k] = v
