@@ -25,7 +25,7 @@ from onnx import numpy_helper
 
 from vcc.errors import VccError
 from vcc.frontends.onnx_eval import evaluate_onnx_node
-from vcc.frontends.onnx_load import fix_input_shapes, load_onnx_file, simplify
+from vcc.frontends.onnx_load import fix_input_shapes, load_onnx_file, prepare
 from vcc.ir.graph import Graph
 from vcc.ir.verify import verify_graph
 
@@ -161,5 +161,5 @@ def load_model(path: str | os.PathLike, input_shape: Sequence[int] | None = None
     source = str(path)
     model = load_onnx_file(path)
     fix_input_shapes(model, input_shape, source)
-    model = simplify(model, source)
+    model = prepare(model, source)
     return import_onnx_model(model, source)
