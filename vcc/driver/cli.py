@@ -361,8 +361,8 @@ def export_cmd(
 
 
 def _export_trained(name: str, out: Path, weights, size, classes, train: bool, split: Path | None) -> None:
-    from vcc.frontends.train import trained_model, write_split
     from vcc.frontends.zoo.export import export_trained_module
+    from vcc.frontends.zoo.train import trained_model, write_split
 
     if not train:
         raise VccError("--split writes the split of --train; give --train too")

@@ -1,7 +1,7 @@
 """`person`: vcc's own small person-segmentation net, the one zoo entry vcc trains itself.
 
 No upstream checkpoint exists for it: `vcc export person --train` trains it on the labelled
-person photos of `$VCC_DATA` (`vcc.frontends.train`) in about a minute on 2 cores.
+person photos of `$VCC_DATA` (`vcc.frontends.zoo.train`) in about a minute on 2 cores.
 
 The structure is the usual efficient encoder-decoder: a strided 3x3 stem (1/2), two
 depthwise-separable downsampling blocks (1/4, 1/8), a dilated (2, 4) separable context at 1/8,

@@ -8,7 +8,7 @@ checkpoint is loaded (``torch.load(weights_only=True)``) and never retrained:
     <$VCC_CACHE or ~/.cache/vcc>/trained/<model>-<key>.json   the recipe, held-out IoU, seconds
 
 The photos are `images/N.jpg` + `masks/N.png` of `$VCC_DATA/images/human_seg_vikram` (default
-`../shared/data` beside the checkout), sorted by N: the last HELDOUT are held out, the rest
+`../shared/data` from the working folder, else beside the checkout), sorted by N: the last HELDOUT are held out, the rest
 train. Training is deterministic on one machine (seeded initialisation, seeded batch order and
 augmentation, torch's deterministic algorithms, a fixed thread count). The photos are resized
 as vcc preprocesses them (the whole photo, bilinear, to the input size), masks nearest.
@@ -57,11 +57,12 @@ RECIPES = {"person": Recipe("person", size=160, epochs=20, batch=8, lr=4e-3)}
 
 # ----------------------------------------------------------------------------- data
 def data_root() -> Path:
-    """$VCC_DATA, else ../shared/data beside the checkout (or beside the working folder)."""
+    """$VCC_DATA, else ../shared/data from the working folder, else beside the checkout."""
     if os.environ.get("VCC_DATA"):
         return Path(os.environ["VCC_DATA"])
-    beside_repo = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return beside_repo if beside_repo.is_dir() else Path("..") / "shared" / "data"
+    here = Path("..") / "shared" / "data"
+    beside_repo = Path(__file__).resolve().parents[4] / "shared" / "data"
+    return here if here.is_dir() or not beside_repo.is_dir() else beside_repo
 
 
 @dataclass(frozen=True)
