@@ -67,7 +67,7 @@ def test_readme_command_1_runs_as_written(data, tmp_path):
     assert acc["labels"]["dataset"] == "binary" and acc["labels"]["images"] == 50
     assert acc["miou_ref"] > 0.6, acc["miou_ref"]  # a trained net, not a seeded one
 
-    photo = Image.open(data / "images" / "human_seg_vikram" / "images" / "280.jpg")
+    photo = Image.open(data / "images" / "human_seg_vikram" / "images" / "289.jpg")
     mask = np.asarray(Image.open(work / "mask.png"))
     assert mask.shape == (160, 160) and set(np.unique(mask)) == {0, 1}
     overlay = Image.open(work / "overlay.png")

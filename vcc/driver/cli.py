@@ -133,9 +133,10 @@ def run(
     share = ", ".join(f"{c}: {k / mask.size:.1%}" for c, k in zip(classes, counts, strict=True))
     _echo(f"wrote {output} ({mask.shape[1]}x{mask.shape[0]} mask; classes {share})")
     if overlay is not None:
+        from vcc.reports.ground_truth import argmax_at
         from vcc.reports.palette import save_overlay
 
-        save_overlay(photo, mask, overlay)
+        save_overlay(photo, argmax_at(y, (photo.size[1], photo.size[0])), overlay)
         _echo(f"wrote {overlay} (the mask over the photo, {photo.size[0]}x{photo.size[1]})")
 
 
