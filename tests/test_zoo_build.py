@@ -20,7 +20,7 @@ SMALLER = {"parsenet": (128, 128), "hrnetv2_w48": (128, 128), "deeplabv3_resnet5
            "deeplabv3_resnet101": (129, 129), "deeplabv3plus_resnet50": (129, 129),
            "deeplabv3plus_resnet101": (129, 129)}
 PHOTOS = {"face": "celebamask_hq_maskgan", "human_seg": "human_seg_vikram/images",
-          "hrnet": "cityscapes_espnet_fullres", "deeplab": "voc2012_vainf_samples"}
+          "hrnet": "cityscapes_espnet_fullres", "deeplab": "voc2012_vainf_samples", "person": "human_seg_vikram/images"}
 
 
 @pytest.mark.slow

@@ -24,8 +24,8 @@ WRAPPINGS = {
 
 
 def test_zoo_lists_every_seed_model():
-    assert len(NAMES) == 17
-    for fam, n in (("face", 2), ("human_seg", 6), ("hrnet", 3), ("deeplab", 6)):
+    assert len(NAMES) == 18
+    for fam, n in (("face", 2), ("human_seg", 6), ("hrnet", 3), ("deeplab", 6), ("person", 1)):
         assert sum(e.family == fam for e in zoo_models().values()) == n
 
 

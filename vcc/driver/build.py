@@ -87,7 +87,7 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
     from vcc.ir.preprocess import resolve_preprocess
     from vcc.passes import PassManager, default_fp32_pipeline
     from vcc.runtime.artifact import LIBRARY, sha256_file, write_artifact
-    from vcc.runtime.codegen import compile_relax, cpu_target, target_description
+    from vcc.runtime.codegen import compile_relax, cpu_target, export_executable, target_description
     from vcc.runtime.lower import lower_to_relax
 
     if cfg.dtype not in SUPPORTED_DTYPES:
@@ -147,7 +147,7 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
                    for r in pm.records],
         "schedules": schedule_report,
     }
-    writers = {LIBRARY: lambda p: executable.export_library(str(p))}
+    writers = {LIBRARY: lambda p: export_executable(executable, p)}
     if calibration is not None:
         from vcc.calib.calibrate import write_json
 

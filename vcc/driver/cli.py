@@ -98,12 +98,16 @@ def run(
     image: Annotated[Path | None, typer.Argument(help="A photo: preprocessed per the manifest; writes a colour mask PNG.")] = None,
     input: Annotated[Path | None, typer.Option("--input", help="A raw input tensor (.npy) of the model's input shape.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write: .npy (raw logits) or .png (mask).")] = Path("out.png"),
+    overlay: Annotated[Path | None, typer.Option("--overlay", help="Also write the photo with the mask blended over it (PNG, at the photo's size).")] = None,
 ) -> None:
-    """Run an artifact on a photo (colour mask PNG) or on a raw .npy tensor (.npy logits)."""
+    """Run an artifact on a photo (colour mask PNG, --overlay: blended over the photo) or on a
+    raw .npy tensor (.npy logits)."""
     from vcc.runtime import load
 
     if (image is None) == (input is None):
         raise VccError("give either a photo (vcc run ARTIFACT photo.jpg) or --input x.npy, not both")
+    if overlay is not None and image is None:
+        raise VccError("--overlay needs a photo (vcc run ARTIFACT photo.jpg -o mask.png --overlay overlay.png)")
     pred = load(artifact)
     if input is not None:
         try:
@@ -112,9 +116,10 @@ def run(
             raise VccError(f"{input}: cannot read the .npy tensor ({e})") from e
         x = x.astype(np.float32) if x.dtype == np.float64 else x
     else:
-        from vcc.calib.images import load_image
+        from vcc.calib.images import preprocess_image, read_rgb
 
-        x = load_image(image, pred.preprocess)
+        photo = read_rgb(image)
+        x = preprocess_image(photo, pred.preprocess)
     y = pred(x)
     if output.suffix.lower() == ".npy":
         np.save(output, y)
@@ -129,6 +134,12 @@ def run(
     classes, counts = np.unique(mask, return_counts=True)
     share = ", ".join(f"{c}: {k / mask.size:.1%}" for c, k in zip(classes, counts, strict=True))
     _echo(f"wrote {output} ({mask.shape[1]}x{mask.shape[0]} mask; classes {share})")
+    if overlay is not None:
+        from vcc.reports.ground_truth import argmax_at
+        from vcc.reports.palette import save_overlay
+
+        save_overlay(photo, argmax_at(y, (photo.size[1], photo.size[0])), overlay)
+        _echo(f"wrote {overlay} (the mask over the photo, {photo.size[0]}x{photo.size[1]})")
 
 
 @app.command()
@@ -336,15 +347,71 @@ def export_cmd(
     weights: Annotated[Path | None, typer.Option(help="Upstream checkpoint (.pth): a state_dict, or one wrapped under model_state / state_dict / model.")] = None,
     size: SizeOpt = None,
     classes: Annotated[int | None, typer.Option(help="Number of classes of the head (default: the seed model's).")] = None,
+    train: Annotated[bool, typer.Option("--train", help="Train it (person: on $VCC_DATA's person photos, about a minute on 2 cores; cached under $VCC_CACHE by its recipe) and export the trained weights.")] = False,
+    split: Annotated[Path | None, typer.Option(help="--train: also write the training split here as links to the photos: DIR/train/images, DIR/heldout/{images,masks} (a binary dataset).")] = None,
 ) -> None:
     """Export a zoo model to ONNX (eval mode, main logits at input resolution), with its
     preprocessing and class count in the ONNX metadata for `vcc build`."""
     from vcc.frontends.zoo.export import export_zoo_model
 
+    if train or split is not None:
+        _export_trained(name, out, weights, size, classes, train, split)
+        return
     if weights is None:
         _echo(f"no --weights given: exporting {name} with a seeded initialisation (not a trained model)")
     path = export_zoo_model(name, out, weights, tuple(size) if size else None, classes)
     _echo(f"wrote {path}")
+
+
+def _export_trained(name: str, out: Path, weights, size, classes, train: bool, split: Path | None) -> None:
+    from vcc.frontends.zoo.export import export_trained_module
+    from vcc.frontends.zoo.train import trained_model, write_split
+
+    if not train:
+        raise VccError("--split writes the split of --train; give --train too")
+    if weights is not None or classes not in (None, 2):
+        raise VccError("--train trains the 2-class person model from its seeded initialisation; "
+                       "--weights / --classes do not apply")
+    trained = trained_model(name, log=_echo)
+    side = (trained.recipe.size, trained.recipe.size)
+    desc = f"trained by vcc: {trained.weights.name}, held-out person IoU {trained.heldout_iou:.4f}"
+    export_trained_module(name, trained.module, out, tuple(size) if size else side, desc)
+    _echo(f"held-out person IoU {trained.heldout_iou:.3f} on {len(trained.split.heldout)} photos "
+          f"({trained.split.heldout[0][0].name} .. {trained.split.heldout[-1][0].name} of {trained.split.folder})")
+    if split is not None:
+        write_split(trained.split, split)
+        _echo(f"wrote the split to {split}: train/images ({len(trained.split.train)} photos), "
+              f"heldout/images + heldout/masks ({len(trained.split.heldout)}), links to {trained.split.folder}")
+    _echo(f"wrote {out}")
+
+
+@app.command()
+def summary(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory from `vcc build`.")],
+    files: Annotated[list[Path] | None, typer.Argument(help="More outputs to list: report folders (their .html), PNGs.")] = None,
+) -> None:
+    """Print the artifact's reports and the given outputs (each path checked), and the
+    artifact-vs-fp32 figures of the last accuracy.json among them (else the artifact's) in one line."""
+    from vcc.reports.accuracy_gates import summary_line
+    from vcc.runtime.artifact import read_manifest
+
+    manifest = read_manifest(artifact, check_files=False)
+    reports = [artifact / f for f in manifest["files"] if f.endswith(".html")]
+    images, accuracy = [], artifact / "accuracy.json" if "accuracy.json" in manifest["files"] else None
+    for f in files or []:
+        if f.is_dir():
+            reports += sorted(f.glob("*.html"))
+            accuracy = f / "accuracy.json" if (f / "accuracy.json").is_file() else accuracy
+        elif f.is_file():
+            (reports if f.suffix.lower() == ".html" else images).append(f)
+        else:
+            raise VccError(f"{f}: no such file or folder")
+    typer.echo("reports: " + " ".join(map(str, reports)))
+    if images:
+        typer.echo("images:  " + " ".join(map(str, images)))
+    if accuracy is None:
+        raise VccError(f"{artifact}: no accuracy.json (build with --eval, or give a `vcc compare --out` folder)")
+    typer.echo(summary_line(json.loads(accuracy.read_text())))
 
 
 @app.command()

@@ -78,6 +78,37 @@ def fix_input_shapes(model: onnx.ModelProto, input_shape: Sequence[int] | None,
                 )
 
 
+# ops whose outputs are shape arithmetic that onnxsim folds away (our importer folds too, but
+# a graph with them is what onnxsim is for)
+_SHAPE_OPS = frozenset({"Shape", "Size", "ConstantOfShape", "Range", "If", "Loop", "Scan"})
+
+
+def simplification_needed(model: onnx.ModelProto) -> str | None:
+    """Why onnxsim should run on this graph, or None when it has nothing to do: no shape
+    arithmetic, no node whose inputs are all constants (nothing to fold), no Identity /
+    Dropout / unused node. A graph `vcc export` wrote (already through onnxsim) is such a one,
+    and skipping onnxsim there saves its import (about a second) and its pass over the weights."""
+    g = model.graph
+    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for n in g.node:
+        if n.op_type in _SHAPE_OPS or n.op_type in ("Identity", "Dropout"):
+            return f"{n.op_type} node {n.name or n.output[0]!r}"
+        if n.op_type != "Constant" and n.input and all(i in consts or not i for i in n.input):
+            return f"constant-foldable {n.op_type} node {n.name or n.output[0]!r}"
+        if not any(o in used for o in n.output):
+            return f"unused {n.op_type} node {n.name or n.output[0]!r}"
+    return None
+
+
+def prepare(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """onnxsim when the graph needs it (see simplification_needed), then shape inference."""
+    if simplification_needed(model) is not None:
+        return simplify(model, source)
+    log.info("%s: nothing for onnxsim to simplify; shape inference only", source)
+    return _infer_shapes(model, source)
+
+
 def simplify(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     """onnxsim (constant folding of shape arithmetic, dead nodes), then onnx shape inference.
 
@@ -89,6 +120,10 @@ def simplify(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     simplified = _onnxsim_isolated(model, source) if hasattr(os, "fork") else _onnxsim(model, source)
     if simplified is not None:
         model = simplified
+    return _infer_shapes(model, source)
+
+
+def _infer_shapes(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as e:

@@ -46,6 +46,22 @@ def _verdict(doc: dict) -> tuple[str, str]:
     return severity, "; ".join(parts) if parts else "no figures"
 
 
+def summary_line(doc: dict) -> str:
+    """accuracy.json's artifact-vs-fp32 figures in one line (`vcc summary`)."""
+    dtype = doc["artifact"].get("dtype") or "artifact"
+    parts = [f"{dtype} vs fp32 on {doc['images']} photos:"]
+    if doc.get("agreement") is not None:
+        parts.append(f"argmax agreement {100 * doc['agreement']:.2f}%, SQNR {_db_text(doc['sqnr_db'])}")
+    if "miou_ref" in doc:
+        fg = [c for c in doc["per_class"][1:] if c["iou_ref"] is not None and c["iou_artifact"] is not None]
+        classes = "".join(f", {c['name']} IoU {100 * c['iou_ref']:.2f} -> {100 * c['iou_artifact']:.2f}"
+                          for c in fg[:3])
+        parts.append(f"| {doc['labels']['dataset']} labels ({doc['labels']['images']}): mIoU "
+                     f"{100 * doc['miou_ref']:.2f} -> {100 * doc['miou_artifact']:.2f} "
+                     f"({-doc['miou_drop_points']:+.2f} points){classes}")
+    return " ".join(parts)
+
+
 def _db_text(v: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"

@@ -27,3 +27,15 @@ def save_mask(mask: np.ndarray, path: str | os.PathLike) -> None:
     im = Image.fromarray(mask.astype(np.uint8), mode="P")
     im.putpalette(voc_palette().reshape(-1).tolist())
     im.save(path)
+
+
+def save_overlay(photo: Image.Image, mask: np.ndarray, path: str | os.PathLike, alpha: float = 0.55) -> None:
+    """The photo at its own size with the (H, W) class-id map blended over it: each pixel of a
+    class other than 0 (background) takes `alpha` of its class colour (a map of another size is
+    resized nearest-neighbour to the photo), the background stays as photographed."""
+    rgb = np.asarray(photo.convert("RGB"), dtype=np.float32)
+    ids = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(photo.size, Image.NEAREST))
+    # the VOC colours at twice their brightness (class 1's (128, 0, 0) is dark): pure red for 1
+    colours = np.minimum(voc_palette().astype(np.float32) * 2, 255)[ids]
+    out = np.where(ids[..., None] > 0, (1 - alpha) * rgb + alpha * colours, rgb)
+    Image.fromarray(out.round().astype(np.uint8)).save(path)

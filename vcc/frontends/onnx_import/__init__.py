@@ -25,7 +25,7 @@ from onnx import numpy_helper
 
 from vcc.errors import VccError
 from vcc.frontends.onnx_eval import evaluate_onnx_node
-from vcc.frontends.onnx_load import fix_input_shapes, load_onnx_file, simplify
+from vcc.frontends.onnx_load import fix_input_shapes, load_onnx_file, prepare
 from vcc.frontends.onnx_validate import validate_model
 from vcc.ir.graph import Graph
 from vcc.ir.verify import verify_graph
@@ -169,5 +169,5 @@ def load_model(path: str | os.PathLike, input_shape: Sequence[int] | None = None
     model = load_onnx_file(path)
     fix_input_shapes(model, input_shape, source)
     validate_model(model, source)  # before onnxsim or any other third-party code sees it
-    model = simplify(model, source)
+    model = prepare(model, source)
     return import_onnx_model(model, source)

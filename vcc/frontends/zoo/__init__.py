@@ -7,7 +7,7 @@ import importlib
 from vcc.errors import VccError
 from vcc.frontends.zoo.registry import ZooModel, register, registered
 
-_FAMILIES = ("bisenet_face", "parsenet", "human_seg", "hrnet", "deeplab")
+_FAMILIES = ("bisenet_face", "parsenet", "human_seg", "hrnet", "deeplab", "person")
 
 
 def _load_families() -> None:

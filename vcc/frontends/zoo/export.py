@@ -62,6 +62,15 @@ def export_zoo_model(name: str, out: str | os.PathLike, weights: str | os.PathLi
     return Path(out)
 
 
+def export_trained_module(name: str, module: nn.Module, out: str | os.PathLike, size: tuple[int, int],
+                          weights: str) -> Path:
+    """A zoo model with weights vcc trained itself (2 classes) to ONNX with vcc metadata."""
+    entry = get_model(name)
+    export_torch(MainLogits(entry, module), (1, 3, *size), out, metadata=zoo_metadata(entry, 2, size, weights))
+    module.eval()
+    return Path(out)
+
+
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
