@@ -506,6 +506,23 @@ def bench(
         typer.echo(f"ratio vcc / ORT int8: {result['ratio_vs_ort_int8']:.2f}x")
 
 
+@app.command()
+def deploy(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory from `vcc build`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write (bin/ lib/ include/ model/ README).")],
+    build_dir: Annotated[Path | None, typer.Option(help="An existing CMake build of the C++ runtime (default: built once under ~/.cache/vcc/cpp-build).")] = None,
+) -> None:
+    """A self-contained bundle that runs ARTIFACT without Python: bin/vcc_run, lib/ (libvcc_runtime
+    and the TVM runtime, rpath $ORIGIN/../lib), include/, the artifact in model/, a README."""
+    from vcc.driver.deploy import bundle_bytes
+    from vcc.driver.deploy import deploy as make_bundle
+
+    path = make_bundle(artifact, out, build_dir)
+    sizes = bundle_bytes(path)
+    parts = ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items())
+    _echo(f"wrote {path} ({sum(sizes.values()) / 1e6:.1f} MB: {parts}); run: {path}/bin/vcc_run {path}/model photo.jpg -o mask.png")
+
+
 def _ort_int8_model(ref: Path, out: Path, calib: Path | None, shape, preprocess) -> Path:
     """ONNX Runtime's quantize_static of `ref` (QDQ, per-channel, Entropy), written to `out`."""
     from vcc.runtime.reference import ort_quantize_static
