@@ -24,7 +24,7 @@ namespace vcc {
 
 namespace {
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
 
 std::string dl_dtype_name(DLDataType t) {
   if (t.lanes != 1) throw Error("vector dtypes are not supported as model outputs");
