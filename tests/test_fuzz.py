@@ -28,6 +28,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from test_manifest import _drop, _set
 
 from vcc.driver.build import BuildConfig, build
 
@@ -388,21 +389,6 @@ def artifact_cases(d: Path, art: Path) -> list[dict]:
             (a / "manifest.json").write_text(m if isinstance(m, str) else json.dumps(m))
         return f
 
-    def setter(path, value):
-        def fn(m):
-            o = m
-            for key in path[:-1]:
-                o = o[key]
-            o[path[-1]] = value
-            return m
-        return fn
-
-    def dropper(key):
-        def fn(m):
-            del m[key]
-            return m
-        return fn
-
     def lib(fn):
         return lambda a: (a / "model.so").write_bytes(fn((a / "model.so").read_bytes()))
 
@@ -412,21 +398,21 @@ def artifact_cases(d: Path, art: Path) -> list[dict]:
         return bytes(b)
 
     tampers = {
-        "emptied files + altered model.so": lambda a: (edit_manifest(setter(["files"], {}))(a),
+        "emptied files + altered model.so": lambda a: (edit_manifest(_set(["files"], {}))(a),
                                                        lib(lambda b: b + b"\0")(a)),
-        "emptied files, resealed": edit_manifest(setter(["files"], {}), reseal=True),
-        "mean 9,9,9": edit_manifest(setter(["preprocess", "mean"], [9, 9, 9])),
+        "emptied files, resealed": edit_manifest(_set(["files"], {}), reseal=True),
+        "mean 9,9,9": edit_manifest(_set(["preprocess", "mean"], [9, 9, 9])),
         "manifest a JSON list": edit_manifest(lambda m: [m]),
-        "files entry a list": edit_manifest(setter(["files", "model.so"], ["a"])),
-        "files entry a list, resealed": edit_manifest(setter(["files", "model.so"], ["a"]), reseal=True),
-        "missing inputs": edit_manifest(dropper("inputs")),
-        "missing inputs, resealed": edit_manifest(dropper("inputs"), reseal=True),
-        "inputs a dict, resealed": edit_manifest(setter(["inputs"], {"name": "x"}), reseal=True),
-        "input shape negative, resealed": edit_manifest(setter(["inputs", 0, "shape"], [1, 3, -8, 8]), reseal=True),
-        "input shape 2^40, resealed": edit_manifest(setter(["inputs", 0, "shape"], [1, 3, 2**40, 8]), reseal=True),
-        "std 0, resealed": edit_manifest(setter(["preprocess", "std"], [0, 0, 0]), reseal=True),
-        "format_version 1": edit_manifest(setter(["format_version"], 1)),
-        "format_version text": edit_manifest(setter(["format_version"], "2")),
+        "files entry a list": edit_manifest(_set(["files", "model.so"], ["a"])),
+        "files entry a list, resealed": edit_manifest(_set(["files", "model.so"], ["a"]), reseal=True),
+        "missing inputs": edit_manifest(_drop("inputs")),
+        "missing inputs, resealed": edit_manifest(_drop("inputs"), reseal=True),
+        "inputs a dict, resealed": edit_manifest(_set(["inputs"], {"name": "x"}), reseal=True),
+        "input shape negative, resealed": edit_manifest(_set(["inputs", 0, "shape"], [1, 3, -8, 8]), reseal=True),
+        "input shape 2^40, resealed": edit_manifest(_set(["inputs", 0, "shape"], [1, 3, 2**40, 8]), reseal=True),
+        "std 0, resealed": edit_manifest(_set(["preprocess", "std"], [0, 0, 0]), reseal=True),
+        "format_version 1": edit_manifest(_set(["format_version"], 1)),
+        "format_version text": edit_manifest(_set(["format_version"], "2")),
         "manifest not json": edit_manifest(lambda m: "{oops"),
         "manifest empty": edit_manifest(lambda m: ""),
         "manifest NaN": edit_manifest(lambda m: json.dumps(m).replace('"classes": 4', '"classes": NaN')),
@@ -437,7 +423,7 @@ def artifact_cases(d: Path, art: Path) -> list[dict]:
         "model.so deleted": lambda a: (a / "model.so").unlink(),
         "model.so a directory": lambda a: ((a / "model.so").unlink(), (a / "model.so").mkdir()),
         "artifact a file": lambda a: (shutil.rmtree(a), a.write_text("x")),
-        "listed file missing, resealed": edit_manifest(setter(["files", "extra.bin"], {"sha256": "0" * 64, "bytes": 1}),
+        "listed file missing, resealed": edit_manifest(_set(["files", "extra.bin"], {"sha256": "0" * 64, "bytes": 1}),
                                                       reseal=True),
     }
     cases = []

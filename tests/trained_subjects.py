@@ -25,7 +25,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from vcc.errors import VccError
 from vcc.frontends.torch_export import export_torch
 from vcc.frontends.zoo import get_model
 from vcc.frontends.zoo.export import MainLogits
+from vcc.frontends.zoo.train import write_atomic
 from vcc.ir.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -374,16 +374,7 @@ def cache_key(subject: Subject, module: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _save_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+_save_atomic = write_atomic  # the trainer's atomic cache write
 
 
 # ----------------------------------------------------------------------------- the subject

@@ -114,7 +114,6 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
         if not (cfg.max_drop >= 0 and cfg.max_drop < float("inf")):
             raise VccError(f"--max-drop {cfg.max_drop}: the budget is a number of mIoU points >= 0")
     if cfg.dtype == "int8":
-        fp32_graph = graph
         graph, calibration, precisions, search = _quantize_int8(cfg, graph, pre, timer, progress)
     with timer.stage("lower"):
         plain = lower_to_relax(graph)
@@ -161,7 +160,7 @@ def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda s: None) ->
                                     "int8_nodes": [n["name"] for n in manifest["nodes"] if n["precision"] == "int8"]}
         if search is not None:
             with timer.stage("check"):
-                manifest["precision_search"] = _check_search(search, executable, fp32_graph, progress)
+                manifest["precision_search"] = _check_search(search, executable, progress)
         manifest["calibration"] = {"method": cfg.calib_method, "file": "calibration.json",
                                    "images": calibration.document["summary"]["images_used"],
                                    "from_cache": calibration.from_cache,
@@ -299,24 +298,20 @@ def _precision_search(cfg: BuildConfig, graph: Graph, pre, plan, source, setting
     return search, plan, calibration
 
 
-def _check_search(search, executable, fp32_graph: Graph, progress) -> dict:
+def _check_search(search, executable, progress) -> dict:
     """The compiled artifact's own drop on the search photos, beside the simulation's."""
     import numpy as np
     import tvm
     from tvm import relax
 
-    from vcc.frontends.onnx_export import export_onnx
     from vcc.reports.metrics import OutputComparison
-    from vcc.runtime.reference import OrtSession
 
     doc = search.to_dict()
-    inputs = search.inputs
-    ref = OrtSession(export_onnx(fp32_graph), optimize=False)
     vm = relax.VirtualMachine(executable, tvm.cpu())
     cmp = OutputComparison()
-    for x in inputs:
+    for x, ref in zip(search.inputs, search.references, strict=True):
         out = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x), tvm.cpu()))
-        cmp.add(ref.run(x)[0], (out if hasattr(out, "numpy") else out[0]).numpy())
+        cmp.add(ref, (out if hasattr(out, "numpy") else out[0]).numpy())
     s = cmp.summary()
     drop = 100.0 * (1.0 - s["miou_vs_fp32"])
     doc["artifact"] = {"drop": round(drop, 4), "agreement": round(s["agreement"], 6),

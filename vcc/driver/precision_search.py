@@ -49,6 +49,7 @@ class SearchResult:
     steps: list[SearchStep] = field(default_factory=list)
     chosen: int | None = None  # index in `steps` of the result (None: budget not met)
     inputs: list[np.ndarray] = field(default_factory=list, repr=False)  # the photos, preprocessed
+    references: list[np.ndarray] = field(default_factory=list, repr=False)  # the fp32 outputs on them
 
     @property
     def met(self) -> bool:
@@ -118,7 +119,7 @@ def search_fallback(graph: Graph, plan_for: Callable[[Sequence[str]], QuantPlan]
     ranked = [{"node": r["node"], "op": r["op"], "layerwise_sqnr_db": r["layerwise_sqnr_db"],
                "graphwise_sqnr_db": r["graphwise_sqnr_db"]}
               for r in analysis.records() if not r["no_signal"]]
-    result = SearchResult(budget, list(names), ranked, inputs=list(inputs))
+    result = SearchResult(budget, list(names), ranked, inputs=list(inputs), references=refs)
     seen: dict[int, int] = {}
 
     def evaluate(k: int) -> SearchStep:

@@ -214,7 +214,9 @@ def recipe_key(recipe: Recipe, split: Split) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` into a temporary sibling of `path`, then renamed over it: a reader never sees
+    a half-written cache file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -262,8 +264,8 @@ def trained_model(name: str, root: Path | None = None, log: Callable[[str], None
     info = {"recipe": asdict(recipe), "key": key, "heldout_iou": round(iou, 4), "train_seconds": round(seconds, 1),
             "train_photos": len(split.train), "heldout_photos": len(split.heldout),
             "heldout": [p.name for p, _ in split.heldout], "data": str(split.folder), "torch": torch.__version__}
-    _write_atomic(weights, lambda p: torch.save(module.state_dict(), p))
-    _write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
+    write_atomic(weights, lambda p: torch.save(module.state_dict(), p))
+    write_atomic(info_path, lambda p: p.write_text(json.dumps(info, indent=1)))
     log(f"trained {name} in {seconds:.0f} s: held-out person IoU {iou:.3f} ({len(split.heldout)} photos)")
     return Trained(recipe, module, iou, weights, info, False, split)
 
