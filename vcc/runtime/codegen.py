@@ -7,7 +7,6 @@ import platform
 import shutil
 from functools import lru_cache
 
-import numpy as np
 import tvm
 from tvm import relax
 
@@ -82,38 +81,14 @@ def compile_relax(mod: tvm.IRModule, target: tvm.target.Target) -> relax.VMExecu
         return tvm.compile(mod, target=target)
 
 
-# the symbol a TVM shared library carries its imported modules (the Relax VM bytecode and the
-# weights) under; tvm's own packing emits it as an LLVM constant or a C array
-_LIBRARY_BIN = "__tvm_ffi__library_bin"
-
-
-def _pack_imports_incbin(mod, is_system_lib: bool, symbol_prefix: str, workspace_dir: str) -> str:
-    """export_library's fpack_imports: the imports' blob (tvm's ModulePackImportsToTensor, the
-    bytes tvm's LLVM / C packers embed) written to a file and pulled into the library by an
-    assembler `.incbin` under the symbol tvm looks for. Codegen of the blob as an LLVM constant
-    takes seconds for tens of MB of weights; the assembler copies the bytes."""
-    if is_system_lib or symbol_prefix:
-        raise VccError("vcc writes plain shared libraries (no system-lib / symbol prefix)")
-    blob = np.from_dlpack(tvm.runtime._ffi_api.ModulePackImportsToTensor(mod))
-    bin_path = os.path.join(workspace_dir, "devc.bin")
-    blob.tofile(bin_path)
-    asm_path = os.path.join(workspace_dir, "devc.S")
-    with open(asm_path, "w") as f:
-        f.write(f'\t.section .rodata\n\t.globl {_LIBRARY_BIN}\n\t.type {_LIBRARY_BIN}, @object\n'
-                f'\t.p2align 6\n{_LIBRARY_BIN}:\n\t.incbin "{bin_path}"\n'
-                f'\t.size {_LIBRARY_BIN}, .-{_LIBRARY_BIN}\n\t.section .note.GNU-stack,"",@progbits\n')
-    return asm_path
-
-
 @lru_cache(maxsize=1)
 def _link_options() -> tuple[str, ...]:
-    """gold where the host has it: it links the tens of MB of weights in a third of GNU ld's
-    time (0.39 s against 1.37 s for the 256x256 BiSeNet's 52 MB on this machine)."""
+    """gold where the host has it: it links the tens of MB of packed weights faster than GNU ld
+    (the 256x256 BiSeNet's 52 MB library: 0.17-0.18 s against 0.25-0.85 s on a quiet 2-core EPYC)."""
     return ("-fuse-ld=gold",) if shutil.which("ld.gold") else ()
 
 
 def export_executable(executable: relax.VMExecutable, path: str | os.PathLike) -> None:
     """Write the compiled model as one shared library (host code + VM bytecode + weights)."""
     options = list(_link_options())
-    executable.mod.export_library(str(path), fpack_imports=_pack_imports_incbin,
-                                  **({"options": options} if options else {}))
+    executable.export_library(str(path), **({"options": options} if options else {}))
